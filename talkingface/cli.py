@@ -1,0 +1,178 @@
+"""Command line: ``run_talkingface.py`` and the ``talkingface`` command with its subcommands.
+
+Errors are printed as one line on stderr with a non-zero exit; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from typing import Callable, Sequence
+
+from .config import parse_cli_overrides
+from .errors import TalkingFaceError
+
+OVERRIDES_HELP = "any config key as --key=value or --section.key=value (YAML-typed), e.g. --train.max_steps=100"
+LISTABLE = {"models": "MODELS", "datasets": "DATASETS", "metrics": "METRICS",
+            "audio_features": "AUDIO_FEATURES", "face_backends": "FACE_BACKENDS"}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config_files", nargs="+", default=[], metavar="YAML",
+                        help="YAML files layered over the built-in defaults, in order")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _model_dataset(parser: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    parser.add_argument("--model", "-m", required=True, help="registered model name (see `talkingface list`)")
+    parser.add_argument("--dataset", "-d", required=dataset_required, help="registered dataset name")
+
+
+def run_parser(prog: str = "run_talkingface.py") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Preprocess (if needed), train, evaluate on the test split and print a results table.",
+        epilog=OVERRIDES_HELP)
+    _model_dataset(parser)
+    parser.add_argument("--resume", help="continue training from a last.pth checkpoint")
+    _common(parser)
+    return parser
+
+
+def main_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="talkingface", description="Audio-driven talking-face toolkit.",
+                                     epilog=OVERRIDES_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list registered models, datasets, metrics, ...")
+    p.add_argument("kind", nargs="?", choices=sorted(LISTABLE), help="only this registry")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    p = sub.add_parser("run", help="preprocess, train, evaluate (same as run_talkingface.py)", epilog=OVERRIDES_HELP)
+    _model_dataset(p)
+    p.add_argument("--resume", help="continue training from a last.pth checkpoint")
+    _common(p)
+
+    p = sub.add_parser("preprocess", help="build the processed clip store of a dataset", epilog=OVERRIDES_HELP)
+    p.add_argument("--dataset", "-d", required=True, help="registered dataset name")
+    p.add_argument("--force", action="store_true", help="rebuild even if the store is up to date")
+    _common(p)
+
+    p = sub.add_parser("train", help="preprocess if needed and train (no evaluation)", epilog=OVERRIDES_HELP)
+    _model_dataset(p)
+    p.add_argument("--resume", help="continue training from a last.pth checkpoint")
+    _common(p)
+
+    p = sub.add_parser("infer", help="dub a video with an audio track", epilog=OVERRIDES_HELP)
+    p.add_argument("--model", "-m", required=True, help="registered model name")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint or the authors' release file")
+    p.add_argument("--video", required=True, help="source video")
+    p.add_argument("--audio", required=True, help="driving audio (any format with an audio stream)")
+    p.add_argument("--out", required=True, help="output mp4")
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="score checkpoints on a dataset, or a folder of videos",
+                       epilog=OVERRIDES_HELP)
+    p.add_argument("--model", "-m", help="registered model name (with --dataset and --checkpoints)")
+    p.add_argument("--dataset", "-d", help="registered dataset name")
+    p.add_argument("--checkpoints", help="glob of checkpoints, e.g. 'saved/**/*.pth'")
+    p.add_argument("--videos", help="folder of generated .mp4 files")
+    p.add_argument("--references", help="folder of reference .mp4 files with the same names")
+    p.add_argument("--metrics", nargs="+", default=["psnr"], help="metrics for --videos")
+    p.add_argument("--output", help="where --videos results are written (default: the videos folder)")
+    _common(p)
+    return parser
+
+
+def _list(kind: str | None) -> int:
+    from . import registry
+
+    for name in [kind] if kind else LISTABLE:
+        names = getattr(registry, LISTABLE[name]).names()
+        print(f"{name}: {', '.join(names) if names else '(none)'}")
+    return 0
+
+
+def _with_overrides(args: argparse.Namespace, extra: list[str]) -> dict:
+    overrides = parse_cli_overrides(extra)
+    if getattr(args, "resume", None):
+        overrides.setdefault("train", {})["resume"] = args.resume
+    return overrides
+
+
+def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
+    from . import pipeline
+
+    command = getattr(args, "command", "run")
+    if command == "list":
+        if extra:
+            raise TalkingFaceError(f"unexpected arguments: {' '.join(extra)}")
+        return _list(args.kind)
+    overrides = _with_overrides(args, extra)
+    files = args.config_files
+    if command == "run":
+        pipeline.run(args.model, args.dataset, config_files=files, cli_overrides=overrides)
+    elif command == "train":
+        overrides.setdefault("evaluate", {})["enabled"] = False
+        pipeline.run(args.model, args.dataset, config_files=files, cli_overrides=overrides)
+    elif command == "preprocess":
+        from .config import load_config
+        from .log import setup_logging
+
+        config = load_config(dataset=args.dataset, config_files=files, cli_overrides=overrides)
+        setup_logging(config["log_level"])
+        store = pipeline.preprocess(args.dataset, config, force=args.force)
+        print(store.root)
+    elif command == "infer":
+        out = pipeline.infer(args.model, args.checkpoint, args.video, args.audio, args.out,
+                             config_files=files, cli_overrides=overrides)
+        print(out)
+    elif command == "evaluate":
+        if args.videos:
+            if args.checkpoints or args.model:
+                raise TalkingFaceError("use either --videos [--references] or --model/--dataset/--checkpoints")
+            pipeline.evaluate_videos(args.videos, args.references, args.metrics, args.output)
+        elif args.model and args.dataset and args.checkpoints:
+            pipeline.evaluate_checkpoints(args.model, args.dataset, args.checkpoints,
+                                          config_files=files, cli_overrides=overrides)
+        else:
+            raise TalkingFaceError("evaluate needs --videos DIR, or --model, --dataset and --checkpoints")
+    return 0
+
+
+def _guarded(parse: Callable[[], tuple[argparse.Namespace, list[str]]]) -> int:
+    args, extra = parse()
+    try:
+        return _dispatch(args, extra)
+    except (TalkingFaceError, FloatingPointError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume <run>/checkpoints/last.pth to continue", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected bug: still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                  file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``talkingface`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _guarded(lambda: main_parser().parse_known_args(argv))
+
+
+def run_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``run_talkingface.py``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return _guarded(lambda: run_parser().parse_known_args(argv))
+
+
+if __name__ == "__main__":
+    logging.captureWarnings(True)
+    sys.exit(main())

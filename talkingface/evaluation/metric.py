@@ -1,0 +1,68 @@
+"""The metric contract: registered objects fed one video pair at a time."""
+from __future__ import annotations
+
+import abc
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..media import read_audio, read_frames
+
+
+@dataclass
+class VideoSample:
+    """A video on disk whose frames and audio are decoded on first use and then cached."""
+
+    path: Path
+    sample_rate: int = 16000
+
+    @functools.cached_property
+    def frames(self) -> np.ndarray:
+        """``(T, H, W, 3)`` uint8 RGB."""
+        return read_frames(self.path)
+
+    @functools.cached_property
+    def audio(self) -> np.ndarray:
+        """``(N,)`` float32 mono at ``sample_rate``."""
+        return read_audio(self.path, self.sample_rate)
+
+
+class Metric(abc.ABC):
+    """A registered metric. ``update`` scores one video pair and returns its per-video values;
+    ``compute`` aggregates everything seen since ``reset``.
+
+    A metric that cannot run here (missing weights) returns the reason from ``unavailable()`` and is
+    reported as skipped, never as a number.
+    """
+
+    registered_name: ClassVar[str] = ""
+    needs_reference: ClassVar[bool] = True
+    higher_is_better: ClassVar[dict[str, bool]] = {}
+
+    def __init__(self, config: Any = None):
+        self.config = config
+        self.reset()
+
+    def unavailable(self) -> str | None:
+        """Why this metric cannot run (e.g. ``'syncnet_v2.model not found'``), or ``None``."""
+        return None
+
+    def reset(self) -> None:
+        self.values: dict[str, list[float]] = {}
+
+    @abc.abstractmethod
+    def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
+        """Values for one video pair."""
+
+    def update(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
+        scores = self.score(generated, reference)
+        for key, value in scores.items():
+            self.values.setdefault(key, []).append(float(value))
+        return scores
+
+    def compute(self) -> dict[str, float]:
+        """Mean of each per-video value (override for pooled metrics such as FID)."""
+        return {key: float(np.mean(values)) for key, values in self.values.items()}

@@ -1,0 +1,27 @@
+"""Results tables for the terminal (texttable)."""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from texttable import Texttable
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.4f}"
+    return str(value)
+
+
+def results_table(rows: Mapping[str, Mapping[str, object]]) -> str:
+    """A table with one row per entry of ``rows`` (e.g. per checkpoint) and one column per metric."""
+    columns: list[str] = []
+    for values in rows.values():
+        columns += [k for k in values if k not in columns]
+    table = Texttable(max_width=0)
+    table.set_deco(Texttable.HEADER | Texttable.BORDER | Texttable.VLINES)
+    table.header(["run", *columns])
+    table.set_cols_dtype(["t"] * (len(columns) + 1))
+    for name, values in rows.items():
+        table.add_row([name, *(_cell(values.get(c, "-")) for c in columns)])
+    return table.draw()

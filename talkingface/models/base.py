@@ -1,0 +1,141 @@
+"""The plugin contract every model implements: ``TalkingFaceModel``."""
+from __future__ import annotations
+
+import abc
+import contextlib
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..errors import CheckpointError
+from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, is_native_checkpoint,
+                         load_state_dict_strict, read_checkpoint)
+from .optimization import OptimizationContext
+
+OptimizerSpec = Mapping[str, torch.optim.Optimizer]
+
+
+class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
+    """Base class of talking-face models.
+
+    A model knows *what* a step is; the Trainer knows *how* to run it (device, AMP, accumulation,
+    distributed gradient averaging, checkpoints). Models use manual optimisation, as GANs need
+    several optimizer steps per batch: inside ``training_step`` call ``self.backward(loss)`` and
+    ``self.optimizer_step(optimizer)`` instead of ``loss.backward()`` / ``optimizer.step()``.
+
+    Subclasses set ``default_config`` (their config keys and defaults) and implement
+    ``configure_optimizers``, ``training_step``, ``build_dataset`` and ``generate``.
+    """
+
+    default_config: ClassVar[dict] = {}
+    registered_name: ClassVar[str] = ""
+    default_dataset: ClassVar[str | None] = None  # what it trains on out of the box (smoke tests use it)
+
+    def __init__(self, config: Config | Mapping | None = None):
+        super().__init__()
+        self.config = config if isinstance(config, Config) else Config(config or {})
+        self.optimization = OptimizationContext()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}  # filled by the trainer
+
+    # ---- training contract -------------------------------------------------------------------
+    @abc.abstractmethod
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Return ``{"optimizers": {name: Optimizer}, "schedulers": {name: LRScheduler}}``.
+
+        Schedulers are stepped by the trainer once per epoch. Everything returned is checkpointed, and
+        the optimizers are available as ``self.optimizers[name]`` inside ``training_step``.
+        """
+
+    @abc.abstractmethod
+    def training_step(self, batch: Any, step: int) -> dict[str, float]:
+        """Run one micro-batch: forward, ``self.backward``, ``self.optimizer_step``; return scalars."""
+
+    def validation_step(self, batch: Any) -> dict[str, float] | None:
+        """Scalars for one validation batch (optional; ``None`` disables validation)."""
+        return None
+
+    @abc.abstractmethod
+    def build_dataset(self, store: Any, split: str) -> torch.utils.data.Dataset:
+        """The model-specific sampling over a processed clip store split (``train``/``val``/``test``)."""
+
+    @abc.abstractmethod
+    def generate(self, source_video: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Path:
+        """Dub ``source_video`` with ``audio`` and write an mp4 with the audio muxed to ``output``."""
+
+    # ---- manual optimisation helpers -------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision around the forward pass when the trainer enabled AMP, else a no-op."""
+        return self.optimization.autocast(self.device)
+
+    def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """Backward with AMP loss scaling and gradient-accumulation averaging."""
+        self.optimization.backward(loss, retain_graph=retain_graph)
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, clip_grad_norm: float | None = None) -> bool:
+        """Step ``optimizer`` at accumulation boundaries (averaging gradients across processes first,
+        then clipping to ``clip_grad_norm`` or ``train.clip_grad_norm``) and zero its gradients;
+        returns whether it stepped."""
+        return self.optimization.step(optimizer, clip_grad_norm)
+
+    @contextlib.contextmanager
+    def frozen(self, *modules: nn.Module) -> Iterator[None]:
+        """Disable gradients of ``modules`` inside the block (the discriminator during a G step)."""
+        flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+        for p, _ in flags:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    @classmethod
+    def convert_official_checkpoint(cls, checkpoint: Any) -> dict[str, torch.Tensor] | None:
+        """Convert the authors' released file into this model's state dict (timm's filter idea).
+
+        Return ``None`` when ``checkpoint`` is not in an official layout this model knows.
+        """
+        return None
+
+    def load_checkpoint(self, path: str | Path, strict: bool = True) -> "TalkingFaceModel":
+        """Load our checkpoint format or the authors' release (via ``convert_official_checkpoint``).
+
+        Loads with ``weights_only=True`` (or safetensors). With ``strict`` any missing or unexpected
+        key or shape mismatch raises CheckpointError naming them.
+        """
+        checkpoint = read_checkpoint(path)
+        if is_native_checkpoint(checkpoint):
+            saved_model = checkpoint.get("model")
+            if saved_model and self.registered_name and saved_model != self.registered_name:
+                raise CheckpointError(f"{path} holds a {saved_model!r} checkpoint, not {self.registered_name!r}")
+            state_dict = checkpoint["state_dict"]
+        else:
+            state_dict = self.convert_official_checkpoint(checkpoint)
+            if state_dict is None:
+                raise CheckpointError(
+                    f"{path} is neither a talkingface checkpoint nor an official "
+                    f"{self.registered_name or type(self).__name__} release this model can convert"
+                )
+        if strict:
+            load_state_dict_strict(self, state_dict, str(path))
+        else:
+            self.load_state_dict(state_dict, strict=False)
+        return self
+
+    def save_weights(self, path: str | Path) -> Path:
+        """Write a weights-only checkpoint of this model (no optimizer state), atomically."""
+        from ..io_utils import atomic_write
+
+        payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": self.registered_name,
+                   "state_dict": self.state_dict(), "config": self.config.to_yaml()}
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))

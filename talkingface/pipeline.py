@@ -1,0 +1,217 @@
+"""The recipes behind the CLI: preprocess, train, evaluate, infer, and ``run`` (all of them).
+
+``run(model=..., dataset=..., config={...})`` does exactly what ``run_talkingface.py`` does and
+returns the results dict.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from .config import Config, load_config
+from .data import ClipStore
+from .errors import CheckpointError, ConfigError, DataError
+from .evaluation import EvaluationResult, Evaluator
+from .evaluation.report import results_table
+from .io_utils import atomic_write_json
+from .log import setup_logging
+from .models.base import TalkingFaceModel
+from .registry import DATASETS, MODELS
+from .training import Trainer, resolve_device, seed_everything
+from .training.distributed import distributed_info, init_distributed
+
+logger = logging.getLogger("talkingface")
+
+
+def build_model(name: str, config: Config | Mapping | None = None) -> TalkingFaceModel:
+    """Instantiate the registered model ``name``; a plain dict is layered over the model's defaults."""
+    if not isinstance(config, Config):
+        config = load_config(model=name, config=config)
+    model = MODELS.get(name)(config)
+    if not isinstance(model, TalkingFaceModel):
+        raise ConfigError(f"registered model {name!r} is not a TalkingFaceModel")
+    return model
+
+
+def _run_dir(config: Config, kind: str) -> Path:
+    """``<saved_dir>/<model>-<dataset>-<timestamp>``, the same on every process of a torchrun job."""
+    resume = config["train"]["resume"] if "train" in config else None
+    if resume:
+        return Path(resume).resolve().parent.parent  # continue in the run the checkpoint came from
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = "-".join(str(x) for x in (config["model"], config["dataset"], kind if kind != "run" else None, stamp)
+                    if x)
+    path = Path(config["saved_dir"]) / name
+    info = distributed_info()
+    if info.enabled:
+        import torch.distributed as dist
+
+        init_distributed(resolve_device(config["device"]), config["train"]["distributed_backend"])
+        holder = [str(path)]
+        dist.broadcast_object_list(holder, src=0)
+        path = Path(holder[0])
+    if info.is_main:
+        suffix = 1
+        while path.exists() and not info.enabled:
+            path = path.with_name(f"{name}-{suffix}")
+            suffix += 1
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _start(config: Config, kind: str) -> Path:
+    run_dir = _run_dir(config, kind)
+    info = distributed_info()
+    setup_logging(config["log_level"], run_dir / "run.log", rank=info.rank)
+    if info.is_main:
+        config.save(run_dir / "config.yaml")
+    seed_everything(int(config["seed"]))
+    logger.info("run folder: %s", run_dir)
+    return run_dir
+
+
+def preprocess(dataset: str, config: Config | Mapping | None = None, force: bool = False) -> ClipStore:
+    """Build (or reuse) the processed clip store of ``dataset``."""
+    if not isinstance(config, Config):
+        config = load_config(dataset=dataset, config=config)
+    layout = DATASETS.get(dataset)(config)
+    info = distributed_info()
+    if info.enabled:  # one process preprocesses, the others wait for it
+        from .training.distributed import barrier
+
+        init_distributed(resolve_device(config["device"]), config["train"]["distributed_backend"])
+        if info.is_main:
+            layout.prepare(force=force)
+        barrier()
+        return ClipStore(layout.store_root)
+    return layout.prepare(force=force)
+
+
+def _split_or_none(model: TalkingFaceModel, store: ClipStore, split: str) -> Any:
+    try:
+        clips = store.split_names(split)
+    except DataError:
+        return None
+    return model.build_dataset(store, split) if clips else None
+
+
+def train(model: TalkingFaceModel, store: ClipStore, config: Config, run_dir: Path) -> dict:
+    """Fit ``model`` on the store's train split (validating on val when present)."""
+    trainer = Trainer(model, config, run_dir)
+    train_set = model.build_dataset(store, "train")
+    val_set = _split_or_none(model, store, "val")
+    return trainer.fit(train_set, val_set, resume=config["train"]["resume"])
+
+
+def evaluate_split(model: TalkingFaceModel, store: ClipStore, config: Config, output_dir: Path) -> EvaluationResult:
+    """Dub every clip of the evaluation split with its own audio and score it against the original.
+
+    Already generated videos are reused, so an interrupted evaluation resumes.
+    """
+    opts = config["evaluate"]
+    clips = store.split(opts["split"])
+    if opts["max_videos"] is not None:
+        clips = clips[: int(opts["max_videos"])]
+    if not clips:
+        raise DataError(f"{store.root}: split {opts['split']!r} is empty")
+    model.eval()
+    pairs = []
+    for clip in clips:
+        out = output_dir / "generated" / f"{clip.name}.mp4"
+        if not out.exists():
+            with torch.no_grad():
+                model.generate(clip.video_path, clip.audio_path, out)
+        pairs.append((clip.name, out, clip.video_path))
+    result = Evaluator(opts["metrics"], config, progress=bool(config["progress"])).evaluate(pairs)
+    result.save(output_dir)
+    return result
+
+
+def _summary_row(result: EvaluationResult) -> dict[str, Any]:
+    return {**result.summary, **result.skipped}
+
+
+def run(model: str, dataset: str, config: Mapping | None = None, config_files: Iterable[str | Path] = (),
+        cli_overrides: Mapping | None = None) -> dict[str, Any]:
+    """Preprocess if needed -> train -> evaluate on the test split -> print and save the results.
+
+    Returns ``{"run_dir", "train", "evaluate", "skipped"}``.
+    """
+    cfg = load_config(model, dataset, config_files, config, cli_overrides)
+    run_dir = _start(cfg, "run")
+    store = preprocess(dataset, cfg)
+    net = build_model(model, cfg)
+    results: dict[str, Any] = {"run_dir": str(run_dir), "model": cfg["model"], "dataset": cfg["dataset"]}
+    if cfg["train"]["enabled"]:
+        results["train"] = train(net, store, cfg, run_dir)
+        best = run_dir / "checkpoints" / "best.pth"
+        if best.exists():
+            net.load_checkpoint(best)
+    else:
+        net.to(resolve_device(cfg["device"]))
+    if cfg["evaluate"]["enabled"] and distributed_info().is_main:
+        evaluation = evaluate_split(net, store, cfg, run_dir / "evaluation")
+        results["evaluate"] = evaluation.summary
+        results["skipped"] = evaluation.skipped
+        print(results_table({f"{cfg['model']} on {cfg['dataset']}": _summary_row(evaluation)}))
+    if distributed_info().is_main:
+        atomic_write_json(run_dir / "results.json", results)
+    return results
+
+
+def evaluate_checkpoints(model: str, dataset: str, checkpoints: str, config: Mapping | None = None,
+                         config_files: Iterable[str | Path] = (), cli_overrides: Mapping | None = None) -> dict:
+    """Generate the test split with every checkpoint matching the glob and score them with one protocol."""
+    paths = sorted(Path(p) for p in glob.glob(checkpoints, recursive=True))
+    if not paths:
+        raise CheckpointError(f"no checkpoint matches {checkpoints!r}")
+    cfg = load_config(model, dataset, config_files, config, cli_overrides)
+    run_dir = _start(cfg, "evaluate")
+    store = preprocess(dataset, cfg)
+    device = resolve_device(cfg["device"])
+    table: dict[str, dict] = {}
+    for index, path in enumerate(paths):
+        net = build_model(model, cfg).load_checkpoint(path).to(device)
+        label = str(path)
+        result = evaluate_split(net, store, cfg, run_dir / f"{index:03d}-{path.stem}")
+        table[label] = _summary_row(result)
+    atomic_write_json(run_dir / "comparison.json", table)
+    print(results_table(table))
+    return {"run_dir": str(run_dir), "checkpoints": table}
+
+
+def evaluate_videos(videos: str | Path, references: str | Path | None = None, metrics: Iterable[str] = ("psnr",),
+                    output: str | Path | None = None, progress: bool = True) -> EvaluationResult:
+    """Score every ``*.mp4`` in ``videos`` (against the same file name in ``references`` when given)."""
+    videos = Path(videos)
+    if not videos.is_dir():
+        raise DataError(f"{videos} is not a folder of videos")
+    generated = sorted(videos.glob("*.mp4"))
+    if not generated:
+        raise DataError(f"{videos} holds no .mp4 files")
+    pairs = []
+    for path in generated:
+        reference = Path(references) / path.name if references else None
+        if reference is not None and not reference.is_file():
+            raise DataError(f"reference {reference} for {path} not found")
+        pairs.append((path.stem, path, reference))
+    result = Evaluator(list(metrics), None, progress=progress).evaluate(pairs)
+    result.save(Path(output) if output else videos)
+    print(results_table({str(videos): _summary_row(result)}))
+    return result
+
+
+def infer(model: str, checkpoint: str | Path, video: str | Path, audio: str | Path, out: str | Path,
+          config: Mapping | None = None, config_files: Iterable[str | Path] = (),
+          cli_overrides: Mapping | None = None, **options: Any) -> Path:
+    """Dub ``video`` with ``audio`` using ``checkpoint`` and write ``out``."""
+    cfg = load_config(model, None, config_files, config, cli_overrides)
+    setup_logging(cfg["log_level"])
+    net = build_model(model, cfg).load_checkpoint(checkpoint).to(resolve_device(cfg["device"])).eval()
+    with torch.no_grad():
+        return net.generate(video, audio, out, **options)

@@ -1,0 +1,53 @@
+"""Shared fixtures: the example plugin on sys.path, and tiny configs writing into tmp folders."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_PLUGIN = REPO / "examples" / "example_plugin"
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
+for path in (EXAMPLE_PLUGIN, TEST_PLUGINS):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import talkingface_example  # noqa: E402,F401  (registers the example model and dataset)
+
+TINY_EXAMPLE = {"example_shapes": {"clips": 5, "seconds": 0.48, "size": 32, "val_clips": 1, "test_clips": 1},
+                "example_inpainter": {"channels": 8}}
+
+
+def tiny_overrides(tmp: Path, **extra) -> dict:
+    """Config overrides that keep a run small and inside ``tmp``."""
+    config = {"saved_dir": str(tmp / "saved"), "progress": False,
+              "data": {"processed_dir": str(tmp / "processed"), "root": str(tmp / "raw")},
+              "train": {"batch_size": 4, "log_every_steps": 1}, **TINY_EXAMPLE}
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+def subprocess_env(threads: int | None = None) -> dict:
+    """Environment for child processes: the example and test plugins importable.
+
+    ``threads`` caps intra-op threads; leave it unset when results are compared bit for bit with
+    this process (a different thread count changes float reduction order).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE_PLUGIN), str(TEST_PLUGINS), str(REPO),
+                                         env.get("PYTHONPATH", "")])
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+@pytest.fixture
+def tiny(tmp_path: Path):
+    """A factory of tiny config dicts rooted in this test's tmp folder."""
+    return lambda **extra: tiny_overrides(tmp_path, **extra)

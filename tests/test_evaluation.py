@@ -1,0 +1,72 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import talkingface
+from talkingface.evaluation import Evaluator, Metric, psnr
+from talkingface.evaluation.report import results_table
+from talkingface.media import VideoWriter, read_frames
+
+
+def test_psnr_closed_form_and_no_uint8_wraparound():
+    a = np.full((4, 4, 3), 100, np.uint8)
+    b = np.full((4, 4, 3), 110, np.uint8)
+    expected = 10 * math.log10(255**2 / 100)
+    assert psnr(a, b) == pytest.approx(expected)
+    assert psnr(b, a) == pytest.approx(expected)  # uint8 a - b would wrap to 246
+    assert psnr(a, a) == math.inf
+    with pytest.raises(ValueError):
+        psnr(a, b[:2])
+
+
+def write_video(path: Path, value: int, count: int = 5) -> Path:
+    with VideoWriter(path, 25, crf=0, preset="ultrafast") as writer:
+        for _ in range(count):
+            writer.write(np.full((16, 16, 3), value, np.uint8))
+    return path
+
+
+@talkingface.register_metric("needs_weights_test")
+class NeedsWeights(Metric):
+    def unavailable(self):
+        return "weights.pth not found; see checkpoints/README.md"
+
+    def score(self, generated, reference):
+        raise AssertionError("a metric without weights must never score")
+
+
+def test_evaluator_scores_pairs_and_skips_unavailable_metrics(tmp_path: Path):
+    gen = write_video(tmp_path / "gen" / "a.mp4", 100)
+    ref = write_video(tmp_path / "ref" / "a.mp4", 110, count=7)  # longer reference: compared over 5
+    result = Evaluator(["psnr", "needs_weights_test"], progress=False).evaluate([("a", gen, ref)])
+    expected = psnr(read_frames(gen), read_frames(ref)[:5])  # yuv420p shifts grey levels slightly
+    assert result.summary["psnr"] == pytest.approx(expected)
+    assert 27 < expected < 30
+    assert result.skipped == {"needs_weights_test": "skipped (weights.pth not found; see checkpoints/README.md)"}
+    assert "needs_weights_test" not in result.summary
+    json_path, csv_path = result.save(tmp_path / "out")
+    saved = json.loads(json_path.read_text())
+    assert saved["videos"][0]["video"] == "a" and "psnr" in saved["videos"][0]
+    assert csv_path.read_text().splitlines()[0] == "video,psnr"
+
+
+def test_evaluate_videos_folder_api(tmp_path: Path, capsys):
+    write_video(tmp_path / "gen" / "x.mp4", 50)
+    write_video(tmp_path / "ref" / "x.mp4", 50)
+    result = talkingface.evaluate_videos(tmp_path / "gen", tmp_path / "ref", ["psnr"], progress=False)
+    assert result.summary["psnr"] > 40
+    assert "psnr" in capsys.readouterr().out
+    with pytest.raises(talkingface.DataError, match="reference .* not found"):
+        write_video(tmp_path / "gen" / "y.mp4", 50)
+        talkingface.evaluate_videos(tmp_path / "gen", tmp_path / "ref", ["psnr"], progress=False)
+    skipped = talkingface.evaluate_videos(tmp_path / "ref", None, ["psnr"], progress=False)
+    assert skipped.skipped == {"psnr": "skipped (needs reference videos)"} and skipped.summary == {}
+
+
+def test_results_table_has_one_row_per_run():
+    table = results_table({"ckpt1": {"psnr": 30.123456, "lse_d": "skipped (x)"}, "ckpt2": {"psnr": math.inf}})
+    assert "30.1235" in table and "skipped (x)" in table and "inf" in table
+    assert table.count("ckpt") == 2
