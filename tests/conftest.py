@@ -22,7 +22,7 @@ TINY_EXAMPLE = {"example_shapes": {"clips": 5, "seconds": 0.48, "size": 32, "val
 
 def tiny_overrides(tmp: Path, **extra) -> dict:
     """Config overrides that keep a run small and inside ``tmp``."""
-    config = {"saved_dir": str(tmp / "saved"), "progress": False,
+    config = {"saved_dir": str(tmp / "saved"), "progress": False, "plugins": ["talkingface_example"],
               "data": {"processed_dir": str(tmp / "processed"), "root": str(tmp / "raw")},
               "train": {"batch_size": 4, "log_every_steps": 1}, **TINY_EXAMPLE}
     for key, value in extra.items():

@@ -1,5 +1,6 @@
 """Third-party plugins installed as real packages and found through the entry-point group."""
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,12 @@ from helpers import cli_tokens
 
 
 def pip_install_target(package: Path, target: Path) -> None:
+    """pip-install ``package`` into ``target``, building from a copy (a build writes egg-info into
+    the source folder, which must not leak into the repository or into other tests)."""
+    source = target.parent / f"build-{package.name}"
+    shutil.copytree(package, source, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(package)], check=True, capture_output=True)
+                    "--no-index", "--target", str(target), str(source)], check=True, capture_output=True)
 
 
 def clean_run(args: list[str], cwd: Path, pythonpath: Path | None) -> subprocess.CompletedProcess:
@@ -73,6 +78,7 @@ def test_installed_example_plugin_runs_from_run_talkingface(tmp_path: Path):
     listed = clean_run(["-m", "talkingface.cli", "list"], tmp_path, target)
     assert "models: example_inpainter" in listed.stdout
     assert "datasets: example_shapes" in listed.stdout
+    # No "plugins" key here: the installed package must be found through its entry point alone.
     overrides = {"progress": False, "saved_dir": str(tmp_path / "saved"),
                  "data": {"processed_dir": str(tmp_path / "processed")},
                  "train": {"max_steps": 2, "batch_size": 4}, **TINY_EXAMPLE}

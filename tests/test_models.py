@@ -27,7 +27,7 @@ def test_model_trains_one_step_and_generates(name: str, tiny, tmp_path: Path):
     if cls.default_dataset is None:
         pytest.fail(f"model {name!r} must set default_dataset so that it can be smoke-tested")
     config = talkingface.load_config(name, cls.default_dataset, config=tiny(
-        train={"max_steps": 1, "batch_size": 2}, evaluate={"enabled": False}, plugins=["killer_plugin"]))
+        train={"max_steps": 1, "batch_size": 2}, evaluate={"enabled": False}, plugins=["talkingface_example", "killer_plugin"]))
     store: ClipStore = preprocess(cls.default_dataset, config)
     model = talkingface.build_model(name, config)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -31,7 +31,7 @@ def assert_same_weights(a: dict, b: dict, atol: float = 0.0):
 
 def test_kill_and_resume_gives_the_same_weights_as_a_straight_run(tiny, tmp_path: Path):
     train = {"max_steps": 12, "checkpoint_every_steps": 6, "accumulate_grad_batches": 2, "batch_size": 2}
-    plugin = {"plugins": ["killer_plugin"]}
+    plugin = {"plugins": ["talkingface_example", "killer_plugin"]}
     straight = train_only(tiny, tmp_path, "straight", model="example_killed", extra=plugin, **train)
 
     config = tiny(saved_dir=str(tmp_path / "killed"), evaluate={"enabled": False}, train=train,
