@@ -14,6 +14,7 @@ from .config import parse_cli_overrides
 from .errors import TalkingFaceError
 
 OVERRIDES_HELP = "any config key as --key=value or --section.key=value (YAML-typed), e.g. --train.max_steps=100"
+RUN_DESCRIPTION = "Preprocess (if needed), train, evaluate on the test split and print a results table."
 LISTABLE = {"models": "MODELS", "datasets": "DATASETS", "metrics": "METRICS",
             "audio_features": "AUDIO_FEATURES", "face_backends": "FACE_BACKENDS"}
 
@@ -24,18 +25,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
-def _model_dataset(parser: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+def _training_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --dataset, --resume and the common options (run_talkingface.py, run, train)."""
     parser.add_argument("--model", "-m", required=True, help="registered model name (see `talkingface list`)")
-    parser.add_argument("--dataset", "-d", required=dataset_required, help="registered dataset name")
+    parser.add_argument("--dataset", "-d", required=True, help="registered dataset name")
+    parser.add_argument("--resume", help="continue training from a last.pth checkpoint")
+    _common(parser)
 
 
 def run_parser(prog: str = "run_talkingface.py") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Preprocess (if needed), train, evaluate on the test split and print a results table.",
-        epilog=OVERRIDES_HELP)
-    _model_dataset(parser)
-    parser.add_argument("--resume", help="continue training from a last.pth checkpoint")
-    _common(parser)
+    parser = argparse.ArgumentParser(prog=prog, description=RUN_DESCRIPTION, epilog=OVERRIDES_HELP)
+    _training_arguments(parser)
     return parser
 
 
@@ -48,10 +48,9 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", choices=sorted(LISTABLE), help="only this registry")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
-    p = sub.add_parser("run", help="preprocess, train, evaluate (same as run_talkingface.py)", epilog=OVERRIDES_HELP)
-    _model_dataset(p)
-    p.add_argument("--resume", help="continue training from a last.pth checkpoint")
-    _common(p)
+    p = sub.add_parser("run", help="preprocess, train, evaluate (same as run_talkingface.py)",
+                       description=RUN_DESCRIPTION, epilog=OVERRIDES_HELP)
+    _training_arguments(p)
 
     p = sub.add_parser("preprocess", help="build the processed clip store of a dataset", epilog=OVERRIDES_HELP)
     p.add_argument("--dataset", "-d", required=True, help="registered dataset name")
@@ -59,9 +58,7 @@ def main_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("train", help="preprocess if needed and train (no evaluation)", epilog=OVERRIDES_HELP)
-    _model_dataset(p)
-    p.add_argument("--resume", help="continue training from a last.pth checkpoint")
-    _common(p)
+    _training_arguments(p)
 
     p = sub.add_parser("infer", help="dub a video with an audio track", epilog=OVERRIDES_HELP)
     p.add_argument("--model", "-m", required=True, help="registered model name")

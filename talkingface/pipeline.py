@@ -23,7 +23,7 @@ from .log import setup_logging
 from .models.base import TalkingFaceModel
 from .registry import DATASETS, MODELS
 from .training import Trainer, resolve_device, seed_everything
-from .training.distributed import distributed_info, init_distributed
+from .training.distributed import distributed_info, init_distributed, shutdown_distributed
 
 logger = logging.getLogger("talkingface")
 
@@ -143,7 +143,14 @@ def run(model: str, dataset: str, config: Mapping | None = None, config_files: I
     Returns ``{"run_dir", "train", "evaluate", "skipped"}``.
     """
     cfg = load_config(model, dataset, config_files, config, cli_overrides)
-    run_dir = _start(cfg, "run")
+    try:
+        return _run(cfg, _start(cfg, "run"))
+    finally:
+        shutdown_distributed()
+
+
+def _run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    model, dataset = cfg["model"], cfg["dataset"]
     store = preprocess(dataset, cfg)
     net = build_model(model, cfg)
     results: dict[str, Any] = {"run_dir": str(run_dir), "model": cfg["model"], "dataset": cfg["dataset"]}

@@ -21,7 +21,7 @@ BUILTIN_PLUGIN_MODULES = ("talkingface.models", "talkingface.data.layouts", "tal
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_discovery_lock = threading.Lock()
+_discovery_lock = threading.RLock()  # a plugin may look names up while it is being imported
 _discovered = False
 
 

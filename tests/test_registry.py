@@ -65,3 +65,20 @@ def test_plugins_config_key_imports_modules():
     assert config["model"] == "example_killed"
     with pytest.raises(RegistryError, match="cannot import plugin module 'no_such_module_xyz'"):
         talkingface.load_config(config={"plugins": ["no_such_module_xyz"]})
+
+
+def test_a_plugin_may_look_up_names_while_it_is_imported(tmp_path, monkeypatch):
+    import threading
+
+    from talkingface import registry
+
+    (tmp_path / "reentrant_plugin.py").write_text("import talkingface\nSEEN = talkingface.list_models()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "BUILTIN_PLUGIN_MODULES", (*registry.BUILTIN_PLUGIN_MODULES, "reentrant_plugin"))
+    worker = threading.Thread(target=registry.discover_plugins, kwargs={"force": True}, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "plugin discovery deadlocked on a lookup made during a plugin import"
+    import reentrant_plugin
+
+    assert "example_inpainter" in reentrant_plugin.SEEN
