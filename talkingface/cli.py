@@ -22,6 +22,7 @@ LISTABLE = {"models": "MODELS", "datasets": "DATASETS", "metrics": "METRICS",
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config_files", nargs="+", default=[], metavar="YAML",
                         help="YAML files layered over the built-in defaults, in order")
+    parser.add_argument("--data_dir", help="the dataset's raw folder (same as --data.raw_dir)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
@@ -92,6 +93,8 @@ def _list(kind: str | None) -> int:
 
 def _with_overrides(args: argparse.Namespace, extra: list[str]) -> dict:
     overrides = parse_cli_overrides(extra)
+    if getattr(args, "data_dir", None):
+        overrides.setdefault("data", {})["raw_dir"] = args.data_dir
     if getattr(args, "resume", None):
         overrides.setdefault("train", {})["resume"] = args.resume
     return overrides

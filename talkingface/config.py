@@ -193,6 +193,11 @@ class Config(Mapping):
     def __len__(self) -> int:
         return len(self._data)
 
+    @property
+    def free_sections(self) -> frozenset[str]:
+        """Dotted paths of free-form sections (any key allowed below them)."""
+        return self._free
+
     def get(self, key: str, default: Any = None) -> Any:
         try:
             return self[key]
@@ -235,7 +240,7 @@ def load_config(
     cli_overrides: Mapping | None = None,
 ) -> Config:
     """Resolve the layered configuration for a model/dataset pair (either may be ``None``)."""
-    from .registry import DATASETS, MODELS, import_plugin_modules
+    from .registry import AUDIO_FEATURES, DATASETS, FACE_BACKENDS, MODELS, import_plugin_modules
 
     user_layers: list[tuple[str, dict]] = [(str(p), read_yaml(p)) for p in config_files]
     user_layers.append(("config dict", dict(config or {})))
@@ -246,6 +251,9 @@ def load_config(
     root = config_root()
     data = read_yaml(root / "overall.yaml")
     sources = [str(root / "overall.yaml")]
+    for registry in (FACE_BACKENDS, AUDIO_FEATURES):  # their option sections exist whichever is chosen
+        for name in registry.names():
+            merge_layer(data, defaults_of(registry.get(name)), f"{registry.kind} {name} defaults", define=True)
 
     def add_defaults(kind: str, registry: Any, name: str | None) -> str | None:
         if name is None:

@@ -29,3 +29,7 @@ class MediaError(TalkingFaceError):
 
 class DataError(TalkingFaceError):
     """A dataset or processed clip store that is missing or invalid."""
+
+
+class AudioError(TalkingFaceError, ValueError):
+    """Audio that cannot be turned into features (wrong shape or rate, NaN, too short)."""

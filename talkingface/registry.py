@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, TypeVar
 from .errors import RegistryError
 
 ENTRY_POINT_GROUP = "talkingface.plugins"
-BUILTIN_PLUGIN_MODULES = ("talkingface.models", "talkingface.data.layouts", "talkingface.evaluation.metrics")
+BUILTIN_PLUGIN_MODULES = ("talkingface.models", "talkingface.data.layouts", "talkingface.evaluation.metrics",
+                          "talkingface.audio", "talkingface.face")
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

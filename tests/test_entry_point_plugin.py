@@ -77,7 +77,7 @@ def test_installed_example_plugin_runs_from_run_talkingface(tmp_path: Path):
     pip_install_target(EXAMPLE_PLUGIN, target)
     listed = clean_run(["-m", "talkingface.cli", "list"], tmp_path, target)
     assert "models: example_inpainter" in listed.stdout
-    assert "datasets: example_shapes" in listed.stdout
+    assert "datasets: custom, demo, example_shapes, hdtf, lrs2" in listed.stdout
     # No "plugins" key here: the installed package must be found through its entry point alone.
     overrides = {"progress": False, "saved_dir": str(tmp_path / "saved"),
                  "data": {"processed_dir": str(tmp_path / "processed")},

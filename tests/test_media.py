@@ -78,3 +78,85 @@ def test_bad_files_name_the_file(tmp_path: Path):
         read_frames(tmp_path / "a.wav")
     with pytest.raises(MediaError, match=r"expected mono samples"):
         write_wav(tmp_path / "s.wav", np.zeros((2, 100)))
+
+
+def write_numbered(path: Path, fps: float, count: int, size=(16, 16)) -> Path:
+    """Frame i is flat grey 8*i (decodable back to i)."""
+    with VideoWriter(path, fps, crf=0, preset="ultrafast") as writer:
+        for i in range(count):
+            writer.write(np.full((*size, 3), 8 * i, np.uint8))
+    return path
+
+
+def frame_numbers(frames: np.ndarray) -> list[int]:
+    return [int(round(f.mean() / 8)) for f in frames]
+
+
+def test_30fps_is_resampled_to_25_like_ffmpeg(tmp_path: Path):
+    path = write_numbered(tmp_path / "v30.mp4", 30, 30)
+    assert frame_numbers(read_frames(path)) == list(range(30))
+    # ffmpeg -r 25 (fps filter, round=near) drops input frames 3, 9, 15, 21 and 27.
+    assert frame_numbers(read_frames(path, fps=25)) == [0, 1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 16, 17, 18, 19,
+                                                        20, 22, 23, 24, 25, 26, 28, 29]
+
+
+def test_lower_rates_duplicate_frames(tmp_path: Path):
+    path = write_numbered(tmp_path / "v10.mp4", 10, 10)
+    # Input frame j lands on output round_half_up(2.5 j) = 0, 3, 5, 8, 10, 13, ...; each is held until the next.
+    assert frame_numbers(read_frames(path, fps=25)) == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4, 5, 5, 6, 6, 6, 7, 7,
+                                                        8, 8, 8, 9, 9]
+
+
+def test_variable_frame_rate_follows_timestamps(tmp_path: Path):
+    import av
+    from fractions import Fraction
+
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=1000)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"crf": "0"}
+        for i, ms in enumerate([0, 40, 60, 200, 240, 280]):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    numbers = frame_numbers(read_frames(path, fps=25))
+    # t*25 rounded: 0, 1, 1.5->2, 5, 6, 7: frame 2 is held over the gap until frame 3 at 0.2 s.
+    assert numbers[:8] == [0, 1, 2, 2, 2, 3, 4, 5]
+
+
+def set_display_rotation(path: Path, clockwise: int) -> None:
+    """Patch the display matrix in the mp4 track header, as phones record portrait video."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    a, b, c, d = {90: (0, 1, -1, 0), 180: (-1, 0, 0, -1), 270: (0, -1, 1, 0)}[clockwise]
+    pos = data.find(b"tkhd")
+    offset = pos + 8 + (20 if data[pos + 4] == 0 else 32) + 16
+    fixed = [v * 65536 & 0xFFFFFFFF for v in (a, b)] + [0] + [v * 65536 & 0xFFFFFFFF for v in (c, d)]
+    struct.pack_into(">9I", data, offset, *fixed, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("clockwise", [90, 180, 270])
+def test_rotation_metadata_is_applied(tmp_path: Path, clockwise: int):
+    image = np.zeros((16, 32, 3), np.uint8)
+    image[:, :8] = 255  # a white band on the left of the stored (landscape) frame
+    path = tmp_path / f"r{clockwise}.mp4"
+    with VideoWriter(path, 25, crf=0, preset="ultrafast") as writer:
+        writer.write(image)
+    set_display_rotation(path, clockwise)
+    info = probe_video(path)
+    frame = read_frames(path)[0].mean(axis=2)
+    assert info.rotation == clockwise
+    if clockwise == 180:
+        assert (info.width, info.height) == (32, 16) and frame[:, -8:].mean() > 200 and frame[:, :8].mean() < 50
+    else:
+        assert (info.width, info.height) == (16, 32)
+        band = frame[:8] if clockwise == 90 else frame[-8:]  # left edge turned to the top (90) or bottom (270)
+        assert band.mean() > 200 and frame[8:-8].mean() < 50

@@ -106,6 +106,10 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path):
         atomic_write(target, failing)
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["last.pth"]
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"new"))
+    reference = tmp_path / "plain"
+    reference.write_bytes(b"")
+    assert target.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777  # not mkstemp's 0600
 
 
 @talkingface.register_model("example_nan")

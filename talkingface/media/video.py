@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,7 +18,7 @@ from ..io_utils import atomic_path
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Stream properties of a video file."""
+    """Stream properties of a video file; width and height are as displayed (after rotation)."""
 
     path: Path
     fps: float
@@ -25,6 +26,8 @@ class VideoInfo:
     width: int
     height: int
     has_audio: bool
+    rotation: int = 0  # clockwise degrees applied to decoded frames for display
+    duration: float = 0.0  # seconds of video
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -42,39 +45,115 @@ def _open(path: Path) -> av.container.InputContainer:
     return container
 
 
+def _clockwise_rotation(frame: av.VideoFrame) -> int:
+    """Display rotation of a decoded frame in clockwise degrees (0, 90, 180 or 270)."""
+    return int(round(-float(frame.rotation or 0) / 90.0)) % 4 * 90
+
+
+def _rotate(image: np.ndarray, clockwise: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(image, k=-clockwise // 90)) if clockwise else image
+
+
 def probe_video(path: str | Path) -> VideoInfo:
-    """Read stream properties without decoding frames (frame count from the header when known)."""
+    """Stream properties (decodes the first frame to read the display rotation)."""
     path = Path(path)
     with _open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or 25
         count = stream.frames
-        if not count and stream.duration and stream.time_base:
-            count = int(round(float(stream.duration * stream.time_base) * float(rate)))
-        return VideoInfo(path, float(rate), int(count or 0), stream.codec_context.width,
-                         stream.codec_context.height, bool(container.streams.audio))
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        if not duration and container.duration:
+            duration = container.duration / av.time_base
+        if not count and duration:
+            count = int(round(duration * float(rate)))
+        rotation = 0
+        try:
+            rotation = _clockwise_rotation(next(container.decode(stream)))
+        except (StopIteration, av.FFmpegError):
+            pass
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(path, float(rate), int(count or 0), width, height, bool(container.streams.audio),
+                         rotation, duration)
 
 
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield the frames of ``path`` one at a time as ``(H, W, 3)`` uint8 RGB arrays."""
+def _timed_frames(path: Path, container: av.container.InputContainer,
+                  autorotate: bool) -> Iterator[tuple[float, float, np.ndarray]]:
+    """Yield ``(pts seconds, duration seconds, (H, W, 3) uint8 RGB)`` in presentation order."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    produced = 0
+    last_pts = None
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is None or frame.time_base is None:
+                pts = 0.0 if last_pts is None else last_pts + 1 / rate
+            else:
+                pts = float(frame.pts * frame.time_base)
+            duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 1 / rate
+            image = frame.to_ndarray(format="rgb24")
+            produced += 1
+            last_pts = pts
+            yield pts, duration, _rotate(image, _clockwise_rotation(frame)) if autorotate else image
+    except av.FFmpegError as exc:
+        raise MediaError(f"{path}: corrupt video after {produced} frames ({exc})") from exc
+    if produced == 0:
+        raise MediaError(f"{path}: video stream holds no frames")
+
+
+def _round_half_up(value: float) -> int:
+    """ffmpeg's AV_ROUND_NEAR_INF for non-negative values (Python's round() rounds half to even)."""
+    return int(math.floor(value + 0.5))
+
+
+def resample_to_fps(timed: Iterator[tuple[float, float, np.ndarray]], fps: float) -> Iterator[np.ndarray]:
+    """Constant-frame-rate resampling by dropping and duplicating frames, like ``ffmpeg -r fps``.
+
+    Output frame ``n`` (time ``t0 + n / fps``) shows the latest input frame whose timestamp, rounded
+    to the output grid, is at most ``n``; the last frame is held until the end of its duration.
+    """
+    previous = None
+    next_index = 0
+    start = end = 0.0
+    for pts, duration, image in timed:
+        if previous is None:
+            start = pts
+        index = _round_half_up((pts - start) * fps)
+        if previous is not None:
+            while next_index < index:
+                yield previous
+                next_index += 1
+        previous = image
+        end = pts + duration
+    if previous is None:
+        return
+    last = max(_round_half_up((end - start) * fps), next_index + 1)
+    while next_index < last:
+        yield previous
+        next_index += 1
+
+
+def iter_frames(path: str | Path, fps: float | None = None, autorotate: bool = True) -> Iterator[np.ndarray]:
+    """Yield the frames of ``path`` one at a time as ``(H, W, 3)`` uint8 RGB arrays.
+
+    With ``fps`` the stream is resampled to that constant rate (variable frame rate included);
+    ``autorotate`` applies the display rotation of phone videos, as players do.
+    """
     path = Path(path)
     with _open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        produced = 0
-        try:
-            for frame in container.decode(stream):
-                produced += 1
-                yield frame.to_ndarray(format="rgb24")
-        except av.FFmpegError as exc:
-            raise MediaError(f"{path}: corrupt video after {produced} frames ({exc})") from exc
-        if produced == 0:
-            raise MediaError(f"{path}: video stream holds no frames")
+        timed = _timed_frames(path, container, autorotate)
+        if fps is None:
+            for _, _, image in timed:
+                yield image
+        else:
+            yield from resample_to_fps(timed, fps)
 
 
-def read_frames(path: str | Path) -> np.ndarray:
+def read_frames(path: str | Path, fps: float | None = None) -> np.ndarray:
     """All frames of ``path`` as ``(T, H, W, 3)`` uint8 RGB; for short clips only."""
-    return np.stack(list(iter_frames(path)))
+    return np.stack(list(iter_frames(path, fps)))
 
 
 class VideoWriter:

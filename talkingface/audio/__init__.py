@@ -1,0 +1,6 @@
+"""Per-video-frame audio features: Wav2Lip's mel spectrogram, python_speech_features MFCC, their registry entries."""
+from .features import AudioFeature, extract_features, reconcile_length
+from .mel import mel_chunks, melspectrogram
+from .mfcc import mfcc
+
+__all__ = ["AudioFeature", "extract_features", "mel_chunks", "melspectrogram", "mfcc", "reconcile_length"]
