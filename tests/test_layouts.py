@@ -139,3 +139,26 @@ def test_demo_dataset_is_generated_and_processed_like_a_real_one(tmp_path: Path,
         gap = landmarks[:, 66, 1] - landmarks[:, 62, 1]  # inner lips: the mouth opening the pipeline measured
         opening = np.asarray(truth["mouth_opening"])[: len(gap)]
         assert np.corrcoef(gap, opening)[0, 1] > 0.8  # the store's landmarks follow the animated mouth
+
+
+def test_custom_videos_can_be_split_into_shots(tmp_path: Path):
+    pytest.importorskip("scenedetect")
+    from test_preprocess import SIZE, face_image
+
+    first = face_image()
+    second = np.ascontiguousarray(first[:, ::-1])  # the mirrored shot: a hard cut, the face still visible
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    frames = [first] * 40 + [second] * 40
+    from talkingface.media import VideoWriter
+    from test_preprocess import tone
+
+    with VideoWriter(raw / "interview.mp4", 25, audio=tone(80 / 25), preset="ultrafast") as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert main(["preprocess", "--dataset", "custom", "--data_dir", str(raw),
+                 *overrides(tmp_path, split_scenes=True, min_clip_seconds=1.0, split={"val": 0.0, "test": 0.0})]) == 0
+    store = ClipStore(tmp_path / "processed" / "custom")
+    assert store.split_names("train") == ["interview_s000", "interview_s001"]
+    assert [store.clip(n).meta["frames"] for n in store.split_names("train")] == [40, 40]
+    assert SIZE == store.clip("interview_s000").meta["width"]

@@ -29,8 +29,8 @@ def scene_segments(path: Path, stem: str, threshold: float, min_seconds: float) 
     scenes = detect(str(path), ContentDetector(threshold=threshold))
     if not scenes:
         return [Segment(stem)]
-    return [Segment(f"{stem}_s{k:03d}", start.get_seconds(), end.get_seconds())
-            for k, (start, end) in enumerate(scenes) if end.get_seconds() - start.get_seconds() >= min_seconds]
+    return [Segment(f"{stem}_s{k:03d}", start.seconds, end.seconds)
+            for k, (start, end) in enumerate(scenes) if end.seconds - start.seconds >= min_seconds]
 
 
 @register_dataset("custom")

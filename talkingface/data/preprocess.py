@@ -82,6 +82,8 @@ class ClipBuilder:
                                 f"({self.segment.start:.2f}-{self.segment.end}) holds no frames")
             self.writer.__exit__(None, None, None)
             track = self.tracker.finish() if self.tracker is not None else track
+            for event in track.events:
+                logger.info("%s: %s", self.segment.name, event)
             valid_fraction = float(track.valid.mean())
             if valid_fraction < float(self.opts["min_valid_fraction"]):
                 raise DataError(f"{source}: a face was found in only {valid_fraction:.0%} of the frames of "
