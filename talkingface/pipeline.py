@@ -127,7 +127,8 @@ def evaluate_split(model: TalkingFaceModel, store: ClipStore, config: Config, ou
             with torch.no_grad():
                 model.generate(clip.video_path, clip.audio_path, out)
         pairs.append((clip.name, out, clip.video_path))
-    result = Evaluator(opts["metrics"], config, progress=bool(config["progress"])).evaluate(pairs)
+    evaluator = Evaluator(opts["metrics"], config, progress=bool(config["progress"]))
+    result = evaluator.evaluate(pairs, resume_file=output_dir / "rows.jsonl")
     result.save(output_dir)
     return result
 
@@ -207,8 +208,9 @@ def evaluate_videos(videos: str | Path, references: str | Path | None = None, me
         if reference is not None and not reference.is_file():
             raise DataError(f"reference {reference} for {path} not found")
         pairs.append((path.stem, path, reference))
-    result = Evaluator(list(metrics), None, progress=progress).evaluate(pairs)
-    result.save(Path(output) if output else videos)
+    output_dir = Path(output) if output else videos
+    result = Evaluator(list(metrics), None, progress=progress).evaluate(pairs, resume_file=output_dir / "rows.jsonl")
+    result.save(output_dir)
     print(results_table({str(videos): _summary_row(result)}))
     return result
 

@@ -70,3 +70,33 @@ def test_results_table_has_one_row_per_run():
     table = results_table({"ckpt1": {"psnr": 30.123456, "lse_d": "skipped (x)"}, "ckpt2": {"psnr": math.inf}})
     assert "30.1235" in table and "skipped (x)" in table and "inf" in table
     assert table.count("ckpt") == 2
+
+
+@talkingface.register_metric("counting_test")
+class CountingPSNR(Metric):
+    """PSNR that counts how often it really scored (to see what a resumed evaluation skips)."""
+
+    calls = 0
+
+    def score(self, generated, reference):
+        CountingPSNR.calls += 1
+        return {"counted_psnr": psnr(generated.frames, reference.frames), "extra_value": 1.0}
+
+
+def test_an_interrupted_evaluation_resumes_without_rescoring(tmp_path: Path):
+    pairs = [(f"v{i}", write_video(tmp_path / "gen" / f"v{i}.mp4", 40 + i), write_video(tmp_path / "ref" / f"v{i}.mp4", 50))
+             for i in range(3)]
+    cache = tmp_path / "out" / "rows.jsonl"
+    evaluator = Evaluator(["counting_test", "psnr"], progress=False)
+    full = evaluator.evaluate(pairs, resume_file=cache)
+    assert CountingPSNR.calls == 3
+    lines = cache.read_text().splitlines()
+    cache.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])  # killed while writing the third row
+    CountingPSNR.calls = 0
+    resumed = evaluator.evaluate(pairs, resume_file=cache)
+    assert CountingPSNR.calls == 1  # only the unfinished video is scored again
+    assert resumed.summary == full.summary and resumed.rows == full.rows
+    write_video(tmp_path / "gen" / "v0.mp4", 90)  # a regenerated video is scored again
+    CountingPSNR.calls = 0
+    changed = evaluator.evaluate(pairs, resume_file=cache)
+    assert CountingPSNR.calls == 1 and changed.rows[0]["counted_psnr"] != full.rows[0]["counted_psnr"]

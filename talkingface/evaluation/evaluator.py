@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,26 +59,83 @@ class Evaluator:
                 self.metrics[metric.registered_name] = metric
         self.progress = progress
 
-    def evaluate(self, pairs: Iterable[tuple[str, Path, Path | None]]) -> EvaluationResult:
-        """Score ``(name, generated_path, reference_path_or_None)`` pairs."""
+    def evaluate(self, pairs: Iterable[tuple[str, Path, Path | None]],
+                 resume_file: str | Path | None = None) -> EvaluationResult:
+        """Score ``(name, generated_path, reference_path_or_None)`` pairs.
+
+        With ``resume_file`` each video's row is appended to that JSON-lines file as soon as it is
+        scored, and a rerun reuses the rows of unchanged videos (same size, mtime and metric list)
+        instead of decoding and scoring them again. Pooled metrics (``Metric.pooled``, e.g. FID) need
+        every video's frames and are always recomputed.
+        """
         pairs = list(pairs)
         for metric in self.metrics.values():
             metric.reset()
+        cache = RowCache(resume_file, sorted(self.metrics)) if resume_file else None
         result = EvaluationResult(skipped=dict(self.skipped))
         bar = progress_bar(len(pairs), "evaluate", "video", enabled=self.progress)
+        reused = 0
         for name, generated_path, reference_path in pairs:
             generated = VideoSample(Path(generated_path))
             reference = VideoSample(Path(reference_path)) if reference_path else None
-            row: dict[str, Any] = {"video": name}
+            cached = cache.get(name, generated.path, reference_path) if cache else None
+            scores: dict[str, dict[str, float]] = {}
             for metric_name, metric in self.metrics.items():
                 if metric.needs_reference and reference is None:
                     result.skipped.setdefault(metric_name, "skipped (needs reference videos)")
                     continue
-                row.update(metric.update(generated, reference))
-            result.rows.append(row)
+                if cached is not None and not metric.pooled:
+                    scores[metric_name] = metric.restore(cached[metric_name])
+                else:
+                    scores[metric_name] = metric.update(generated, reference)
+            reused += cached is not None
+            if cache and cached is None:
+                cache.add(name, generated.path, reference_path, scores)
+            result.rows.append({"video": name, **{k: v for values in scores.values() for k, v in values.items()}})
             bar.update(1)
         bar.close()
+        if reused:
+            logger.info("reused the scores of %d of %d videos from %s", reused, len(pairs), resume_file)
         for metric_name, metric in self.metrics.items():
             if metric_name not in result.skipped:
                 result.summary.update(metric.compute())
         return result
+
+
+class RowCache:
+    """Per-video rows of an interrupted evaluation, keyed by video name and file identity."""
+
+    def __init__(self, path: str | Path, metric_names: Sequence[str]):
+        self.path = Path(path)
+        self.metric_names = list(metric_names)
+        self.rows: dict[str, dict] = {}
+        text = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
+        self._cut_short = bool(text) and not text.endswith("\n")  # the next row must start a new line
+        if text:
+            for line in text.splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # a line cut short by an interruption
+                    continue
+                self.rows[entry["video"]] = entry
+
+    @staticmethod
+    def _identity(generated: Path, reference: Path | None) -> list:
+        stats = [generated.stat()] + ([Path(reference).stat()] if reference else [])
+        return [[s.st_size, s.st_mtime_ns] for s in stats]
+
+    def get(self, name: str, generated: Path, reference: Path | None) -> dict | None:
+        """``{metric: {key: value}}`` saved for this video, or None when absent or stale."""
+        entry = self.rows.get(name)
+        if entry is None or entry["metrics"] != self.metric_names or \
+                entry["identity"] != self._identity(generated, reference):
+            return None
+        return entry["scores"]
+
+    def add(self, name: str, generated: Path, reference: Path | None, scores: dict) -> None:
+        entry = {"video": name, "metrics": self.metric_names, "identity": self._identity(generated, reference),
+                 "scores": scores}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(("\n" if self._cut_short else "") + json.dumps(entry, default=float) + "\n")
+        self._cut_short = False

@@ -40,6 +40,7 @@ class Metric(abc.ABC):
 
     registered_name: ClassVar[str] = ""
     needs_reference: ClassVar[bool] = True
+    pooled: ClassVar[bool] = False  # True when compute() needs every video's data (FID), not per-video values
     higher_is_better: ClassVar[dict[str, bool]] = {}
 
     def __init__(self, config: Any = None):
@@ -59,6 +60,12 @@ class Metric(abc.ABC):
 
     def update(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
         scores = self.score(generated, reference)
+        for key, value in scores.items():
+            self.values.setdefault(key, []).append(float(value))
+        return scores
+
+    def restore(self, scores: dict[str, float]) -> dict[str, float]:
+        """Take one video's values saved from an earlier ``update`` instead of scoring it again."""
         for key, value in scores.items():
             self.values.setdefault(key, []).append(float(value))
         return scores
