@@ -24,7 +24,10 @@ def tiny_overrides(tmp: Path, **extra) -> dict:
     """Config overrides that keep a run small and inside ``tmp``."""
     config = {"saved_dir": str(tmp / "saved"), "progress": False, "plugins": ["talkingface_example"],
               "data": {"processed_dir": str(tmp / "processed"), "root": str(tmp / "raw")},
-              "train": {"batch_size": 4, "log_every_steps": 1}, **TINY_EXAMPLE}
+              "train": {"batch_size": 4, "log_every_steps": 1},
+              "evaluate": {"syncnet_weights": str(tmp / "no-weights" / "syncnet_v2.model"),
+                           "inception_weights": str(tmp / "no-weights" / "pt_inception-2015-12-05-6726825d.pth")},
+              **TINY_EXAMPLE}
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}

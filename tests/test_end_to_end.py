@@ -16,7 +16,13 @@ def test_python_api_and_cli_produce_the_same_results(tiny, tmp_path: Path, capsy
     result = talkingface.run("example_inpainter", "example_shapes", config=config)
     run_dir = Path(result["run_dir"])
     assert result["train"]["step"] == 4
-    assert result["evaluate"]["psnr"] > 5 and result["skipped"] == {}
+    assert result["evaluate"]["psnr"] > 5 and 0 < result["evaluate"]["ssim"] <= 1
+    missing = tmp_path / "no-weights"
+    assert result["skipped"] == {
+        "lse": f"skipped (syncnet_v2.model not found at {missing / 'syncnet_v2.model'}; see checkpoints/README.md)",
+        "fid": f"skipped (pt_inception-2015-12-05-6726825d.pth not found at "
+               f"{missing / 'pt_inception-2015-12-05-6726825d.pth'}; see checkpoints/README.md)"}
+    assert not {"lse_c", "lse_d", "fid"} & set(result["evaluate"])  # never a number without weights
     for name in ("config.yaml", "results.json", "run.log", "scalars.csv", "loss.png", "checkpoints/last.pth",
                  "checkpoints/best.pth", "evaluation/metrics.json", "evaluation/metrics.csv"):
         assert (run_dir / name).is_file(), name

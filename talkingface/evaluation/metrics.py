@@ -44,3 +44,4 @@ class PSNRMetric(Metric):
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
         a, b = paired_frames(generated, reference)
         return {"psnr": psnr(a, b)}
+

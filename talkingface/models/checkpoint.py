@@ -42,6 +42,17 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
 
 
+def add_missing_batchnorm_counters(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Add BatchNorm's ``num_batches_tracked`` (as 0) where a release saved before PyTorch 0.4.1 lacks it.
+
+    The counters do not affect eval-mode outputs; adding them lets a strict load check every real tensor.
+    """
+    state = dict(state_dict)
+    for key in [k for k in state if k.endswith(".running_mean")]:
+        state.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.zeros((), dtype=torch.long))
+    return state
+
+
 def state_dict_mismatch(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
     """A description of missing keys, unexpected keys and shape mismatches ('' when they match)."""
     expected = module.state_dict()

@@ -1,0 +1,67 @@
+"""The registered ``fid`` metric: one FID over the full frames of all videos, pooled."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ConfigError, DataError
+from ...registry import register_metric
+from ..metric import Metric, VideoSample
+from ...weights import FID_INCEPTION
+from .features import InceptionFeatures
+from .frechet import frechet_distance
+
+
+def config_value(config: Any, key: str, default: Any) -> Any:
+    """``config.get(key)`` when a config is given and has the key, else ``default``."""
+    value = config.get(key) if config is not None else None
+    return default if value is None else value
+
+
+@register_metric("fid")
+class FIDMetric(Metric):
+    """pytorch-fid FID between all generated and all reference frames (full frames, every
+    ``evaluate.fid_frame_stride``-th frame); no per-video value."""
+
+    needs_reference = True
+    higher_is_better = {"fid": False}
+
+    def __init__(self, config: Any = None):
+        super().__init__(config)
+        self.weights = Path(config_value(config, "evaluate.inception_weights", FID_INCEPTION.default_path()))
+        stride = config_value(config, "evaluate.fid_frame_stride", 1)
+        if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+            raise ConfigError(f"evaluate.fid_frame_stride must be a positive integer, got {stride!r}")
+        self.frame_stride = stride
+
+    def unavailable(self) -> str | None:
+        return FID_INCEPTION.missing_reason(self.weights)
+
+    @functools.cached_property
+    def features(self) -> InceptionFeatures:
+        """The network, loaded on first use; never a number from a file that is not the release."""
+        device = config_value(self.config, "device", None)
+        return InceptionFeatures(FID_INCEPTION.verify(self.weights), device=device)
+
+    def reset(self) -> None:
+        super().reset()
+        self.generated_features: list[np.ndarray] = []
+        self.reference_features: list[np.ndarray] = []
+
+    def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
+        if reference is None:
+            raise DataError(f"fid needs a reference video for {generated.path}")
+        self.generated_features.append(self.features(generated.frames[::self.frame_stride]))
+        self.reference_features.append(self.features(reference.frames[::self.frame_stride]))
+        return {}
+
+    def compute(self) -> dict[str, float]:
+        generated, reference = sum(map(len, self.generated_features)), sum(map(len, self.reference_features))
+        if generated < 2 or reference < 2:
+            raise DataError(f"fid needs at least 2 frames on each side, got {generated} generated "
+                            f"and {reference} reference frames")
+        return {"fid": frechet_distance(np.concatenate(self.generated_features),
+                                        np.concatenate(self.reference_features))}

@@ -1,0 +1,63 @@
+"""Weight files the toolkit never ships or downloads: where they are expected and how they are checked.
+
+Hashes are checked as far as the releases document them: the full SHA-256 where known, otherwise
+its published prefix (pytorch-fid puts the first 8 hex digits in the file name) and suffix.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CheckpointError
+
+CHECKPOINT_DIR = Path("checkpoints")
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    """A released weight file: its name, where it comes from, and what is known of its SHA-256."""
+
+    filename: str
+    source: str
+    used_by: str
+    sha256_prefix: str = ""
+    sha256_suffix: str = ""
+
+    def default_path(self) -> Path:
+        return CHECKPOINT_DIR / self.filename
+
+    def missing_reason(self, path: str | Path | None = None) -> str | None:
+        """Why the file cannot be used (absent), or None when it exists."""
+        path = Path(path) if path else self.default_path()
+        if not path.is_file():
+            return f"{self.filename} not found at {path}; see checkpoints/README.md"
+        return None
+
+    def verify(self, path: str | Path) -> Path:
+        """Check the file's SHA-256 against the known prefix/suffix; CheckpointError on a mismatch."""
+        path = Path(path)
+        digest = sha256_of(path)
+        if not (digest.startswith(self.sha256_prefix) and digest.endswith(self.sha256_suffix)):
+            known = f"{self.sha256_prefix}…{self.sha256_suffix}"
+            raise CheckpointError(f"{path} is not the released {self.filename}: SHA-256 {digest} does not match "
+                                  f"{known} (get it from {self.source})")
+        return path
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+SYNCNET_V2 = KnownWeights(
+    "syncnet_v2.model", "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
+    "LSE-C / LSE-D (metric lse)", sha256_prefix="961e8696", sha256_suffix="5442")
+FID_INCEPTION = KnownWeights(
+    "pt_inception-2015-12-05-6726825d.pth",
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    "FID (metric fid)", sha256_prefix="6726825d")
