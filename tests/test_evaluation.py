@@ -67,9 +67,12 @@ def test_evaluate_videos_folder_api(tmp_path: Path, capsys):
 
 
 def test_results_table_has_one_row_per_run():
-    table = results_table({"ckpt1": {"psnr": 30.123456, "lse_d": "skipped (x)"}, "ckpt2": {"psnr": math.inf}})
-    assert "30.1235" in table and "skipped (x)" in table and "inf" in table
-    assert table.count("ckpt") == 2
+    table = results_table({"ckpt1": {"psnr": 30.123456, "lse": "skipped (syncnet_v2.model not found)"},
+                           "ckpt2": {"psnr": math.inf, "lse": "skipped (syncnet_v2.model not found)",
+                                     "fid": "skipped (inception missing)"}})
+    assert "30.1235" in table and "inf" in table and table.count("ckpt") == 2
+    assert table.count("skipped [1]") == 2 and table.count("skipped [2]") == 1
+    assert table.endswith("\n[1] syncnet_v2.model not found\n[2] inception missing")
 
 
 @talkingface.register_metric("counting_test")
