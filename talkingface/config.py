@@ -187,6 +187,9 @@ class Config(Mapping):
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("Config is read-only; use Config.updated(...)")
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 

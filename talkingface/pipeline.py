@@ -23,7 +23,7 @@ from .log import setup_logging
 from .models.base import TalkingFaceModel
 from .registry import DATASETS, MODELS
 from .training import Trainer, resolve_device, seed_everything
-from .training.distributed import distributed_info, init_distributed, shutdown_distributed
+from .training.distributed import DistributedInfo, distributed_info, init_distributed, shutdown_distributed
 
 logger = logging.getLogger("talkingface")
 
@@ -38,6 +38,14 @@ def build_model(name: str, config: Config | Mapping | None = None) -> TalkingFac
     return model
 
 
+def _join_process_group(config: Config) -> DistributedInfo:
+    """Join the torchrun process group when there is one (idempotent); returns this process's rank info."""
+    info = distributed_info()
+    if info.enabled:
+        init_distributed(resolve_device(config["device"]), config["train"]["distributed_backend"])
+    return info
+
+
 def _run_dir(config: Config, kind: str) -> Path:
     """``<saved_dir>/<model>-<dataset>-<timestamp>``, the same on every process of a torchrun job."""
     resume = config["train"]["resume"] if "train" in config else None
@@ -47,11 +55,10 @@ def _run_dir(config: Config, kind: str) -> Path:
     name = "-".join(str(x) for x in (config["model"], config["dataset"], kind if kind != "run" else None, stamp)
                     if x)
     path = Path(config["saved_dir"]) / name
-    info = distributed_info()
+    info = _join_process_group(config)
     if info.enabled:
         import torch.distributed as dist
 
-        init_distributed(resolve_device(config["device"]), config["train"]["distributed_backend"])
         holder = [str(path)]
         dist.broadcast_object_list(holder, src=0)
         path = Path(holder[0])
@@ -80,11 +87,10 @@ def preprocess(dataset: str, config: Config | Mapping | None = None, force: bool
     if not isinstance(config, Config):
         config = load_config(dataset=dataset, config=config)
     layout = DATASETS.get(dataset)(config)
-    info = distributed_info()
+    info = _join_process_group(config)
     if info.enabled:  # one process preprocesses, the others wait for it
         from .training.distributed import barrier
 
-        init_distributed(resolve_device(config["device"]), config["train"]["distributed_backend"])
         if info.is_main:
             layout.prepare(force=force)
         barrier()

@@ -104,3 +104,8 @@ def test_updated_and_saved_config_roundtrip(tmp_path: Path):
     path = config.save(tmp_path / "config.yaml")
     assert yaml.safe_load(path.read_text()) == config.to_dict()
     assert Config(yaml.safe_load(path.read_text()))["example_inpainter.channels"] == 32
+
+
+def test_membership_answers_instead_of_raising():
+    config = load_config()
+    assert "train" in config and "nope" not in config and "epochs" in config.train

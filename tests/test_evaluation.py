@@ -103,3 +103,14 @@ def test_an_interrupted_evaluation_resumes_without_rescoring(tmp_path: Path):
     CountingPSNR.calls = 0
     changed = evaluator.evaluate(pairs, resume_file=cache)
     assert CountingPSNR.calls == 1 and changed.rows[0]["counted_psnr"] != full.rows[0]["counted_psnr"]
+
+
+def test_metric_options_read_plain_dicts_and_configs_alike():
+    from talkingface.evaluation.fid.metric import FIDMetric
+
+    assert FIDMetric({"evaluate": {"fid_frame_stride": 3}}).frame_stride == 3
+    assert FIDMetric(talkingface.load_config(config={"evaluate": {"fid_frame_stride": 2}})).frame_stride == 2
+    assert FIDMetric(None).frame_stride == 1
+    metric = CountingPSNR({"evaluate": {"ssim_preset": None}})
+    assert metric.option("evaluate.ssim_preset", "skimage") == "skimage"  # null means the default
+    assert metric.option("evaluate.missing.deeper", 7) == 7

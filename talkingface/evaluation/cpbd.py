@@ -116,5 +116,5 @@ class CPBDMetric(Metric):
     higher_is_better = {"cpbd": True}
 
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
-        stride = int((self.config or {}).get("evaluate", {}).get("cpbd_stride", 1))
+        stride = int(self.option("evaluate.cpbd_stride", 1))
         return {"cpbd": cpbd_video(generated.frames, stride)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,16 @@ class Metric(abc.ABC):
     def __init__(self, config: Any = None):
         self.config = config
         self.reset()
+
+    def option(self, key: str, default: Any) -> Any:
+        """The config value at dotted ``key`` (``evaluate.ssim_preset``), or ``default`` when there is
+        no config, no such key, or the value is null."""
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return default if node is None else node
 
     def unavailable(self) -> str | None:
         """Why this metric cannot run (e.g. ``'syncnet_v2.model not found'``), or ``None``."""

@@ -110,6 +110,6 @@ class SSIMMetric(Metric):
     higher_is_better = {"ssim": True}
 
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
-        preset = (self.config or {}).get("evaluate", {}).get("ssim_preset", "skimage")
+        preset = self.option("evaluate.ssim_preset", "skimage")
         a, b = paired_frames(generated, reference)
         return {"ssim": ssim(a, b, preset)}

@@ -15,11 +15,6 @@ from .features import InceptionFeatures
 from .frechet import frechet_distance
 
 
-def config_value(config: Any, key: str, default: Any) -> Any:
-    """``config.get(key)`` when a config is given and has the key, else ``default``."""
-    value = config.get(key) if config is not None else None
-    return default if value is None else value
-
 
 @register_metric("fid")
 class FIDMetric(Metric):
@@ -31,8 +26,8 @@ class FIDMetric(Metric):
 
     def __init__(self, config: Any = None):
         super().__init__(config)
-        self.weights = Path(config_value(config, "evaluate.inception_weights", FID_INCEPTION.default_path()))
-        stride = config_value(config, "evaluate.fid_frame_stride", 1)
+        self.weights = Path(self.option("evaluate.inception_weights", FID_INCEPTION.default_path()))
+        stride = self.option("evaluate.fid_frame_stride", 1)
         if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
             raise ConfigError(f"evaluate.fid_frame_stride must be a positive integer, got {stride!r}")
         self.frame_stride = stride
@@ -43,7 +38,7 @@ class FIDMetric(Metric):
     @functools.cached_property
     def features(self) -> InceptionFeatures:
         """The network, loaded on first use; never a number from a file that is not the release."""
-        device = config_value(self.config, "device", None)
+        device = self.option("device", "auto")
         return InceptionFeatures(FID_INCEPTION.verify(self.weights), device=device)
 
     def reset(self) -> None:

@@ -30,10 +30,7 @@ class LSEMetric(Metric):
 
     def __init__(self, config: Any = None):
         super().__init__(config)
-        evaluate = (config or {}).get("evaluate", {}) or {}
-        self.weights = Path(evaluate.get("syncnet_weights") or SYNCNET_V2.default_path())
-        device = (config or {}).get("device")
-        self.device = None if device in (None, "auto") else device
+        self.weights = Path(self.option("evaluate.syncnet_weights", SYNCNET_V2.default_path()))
         self._scorer: SyncNetScorer | None = None
 
     def unavailable(self) -> str | None:
@@ -43,7 +40,7 @@ class LSEMetric(Metric):
     def scorer(self) -> SyncNetScorer:
         """The SyncNet, loaded on first use and kept for the following videos."""
         if self._scorer is None:  # never a number from the wrong network: the file must be the release
-            self._scorer = SyncNetScorer(SYNCNET_V2.verify(self.weights), device=self.device)
+            self._scorer = SyncNetScorer(SYNCNET_V2.verify(self.weights), device=self.option("device", "auto"))
         return self._scorer
 
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ...media import read_audio, read_frames
+from ...training.device import resolve_device
 from ...models.checkpoint import add_missing_batchnorm_counters, load_state_dict_strict, read_checkpoint
 from .distance import shifted_distances, sync_scores
 from .inputs import (FPS, MFCC_PER_FRAME, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_MFCC, audio_to_mfcc, check_frames,
@@ -30,7 +31,7 @@ class SyncNetScorer:
     """SyncNet loaded once from ``weights``; scores clips of 25 fps frames and 16 kHz audio."""
 
     def __init__(self, weights: str | Path, device: str | torch.device | None = None, batch_size: int = 20):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.batch_size = batch_size
         self.net = SyncNet()
         load_state_dict_strict(self.net, syncnet_state_dict(read_checkpoint(weights)), str(weights))
