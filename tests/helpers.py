@@ -38,3 +38,21 @@ def only_run_dir(saved: Path) -> Path:
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["state_dict"]
+
+
+def random_syncnet(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised ``syncnet_v2`` in the release layout with non-trivial BatchNorm statistics,
+    saved at ``path`` (so that a wrong BatchNorm mode or folding would show)."""
+    from talkingface.evaluation.syncnet import SyncNet
+
+    torch.manual_seed(seed)
+    net = SyncNet()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+    torch.save(net.state_dict(), path)
+    return path

@@ -10,7 +10,7 @@ from skimage import data
 from skimage.metrics import structural_similarity
 
 from talkingface.errors import ConfigError
-from talkingface.evaluation.cpbd import CPBDMetric, cpbd, cpbd_video
+from talkingface.evaluation.cpbd import CPBDMetric, cpbd, cpbd_frames
 from talkingface.evaluation.lmd import LMDMetric, lmd
 from talkingface.evaluation.metric import VideoSample
 from talkingface.evaluation.ssim import SSIM_PRESETS, SSIMMetric, grey_uint8, ssim, ssim_plane
@@ -124,7 +124,7 @@ def test_cpbd_metric_is_reference_free_mean_over_frames():
     metric = CPBDMetric({"evaluate": {"cpbd_stride": 2}})
     assert CPBDMetric.needs_reference is False
     assert metric.score(sample(frames), None)["cpbd"] == pytest.approx(cpbd(CAMERA[:128, :128]))
-    assert cpbd_video(frames) == pytest.approx((cpbd(CAMERA[:128, :128]) + cpbd(CAMERA[128:256, :128])) / 2)
+    assert np.mean(cpbd_frames(frames)) == pytest.approx((cpbd(CAMERA[:128, :128]) + cpbd(CAMERA[128:256, :128])) / 2)
 
 
 # ---------------------------------------------------------------- LMD

@@ -10,27 +10,20 @@ from talkingface.config import Config
 from talkingface.errors import AudioError, CheckpointError, DataError
 from talkingface.evaluation import Evaluator, VideoSample
 from talkingface.evaluation.syncnet import SyncNet, SyncNetScorer
-from talkingface.evaluation.syncnet.distance import shifted_distances, sync_scores
+from talkingface.evaluation.syncnet.distance import RunningDistances, shifted_distances, sync_scores
 from talkingface.evaluation.syncnet.inputs import audio_to_int16_scale, frames_to_bgr224, window_count
 from talkingface.evaluation.syncnet.metric import LSEMetric
 from talkingface.media import VideoWriter
 from talkingface.registry import METRICS
+
+from helpers import random_syncnet
 
 FRAMES = 8  # 3 scored windows: min_length 8 -> lastframe 3
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    net = SyncNet()
-    with torch.no_grad():  # non-trivial running statistics, so that a wrong BN mode would show
-        for module in net.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
-    path = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
-    torch.save(net.state_dict(), path)
-    return path
+    return random_syncnet(tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model")
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +229,72 @@ def test_metric_refuses_a_file_that_is_not_the_release(weights, tmp_path):
     with pytest.raises(CheckpointError, match="is not the released syncnet_v2.model: SHA-256 .* does not match "
                                               "961e8696…5442"):
         metric.scorer
+
+
+# ---------------------------------------------------------------- streaming
+
+@pytest.mark.parametrize("n, batches", [(3, [3]), (40, [7, 1, 20, 12]), (100, [64, 36])])
+def test_running_distances_equal_the_whole_clip_computation(n, batches):
+    rng = np.random.default_rng(n)
+    video, audio = torch.from_numpy(rng.normal(size=(n, 6))), torch.from_numpy(rng.normal(size=(n, 6)))
+    running = RunningDistances()
+    start = 0
+    for size in batches:
+        running.add(video[start:start + size], audio[start:start + size])
+        start += size
+    assert start == n and running.count <= n
+    expected = shifted_distances(video.float(), audio.float()).double().mean(dim=0)
+    torch.testing.assert_close(running.means(), expected, rtol=1e-6, atol=1e-6)
+    assert running.count == n and len(running._audio) <= 2 * 15 + max(batches)
+
+
+def test_stream_in_uneven_chunks_equals_one_call(scorer, clip):
+    frames, audio = clip
+    stream = scorer.stream(audio)
+    for part in (frames[:1], frames[1:1], frames[1:6], frames[6:]):
+        stream.add(part)
+    whole = scorer.score_frames(frames, audio)
+    streamed = stream.finish()
+    assert streamed["offset"] == whole["offset"]
+    assert streamed["lse_d"] == pytest.approx(whole["lse_d"], rel=1e-6)
+    assert streamed["lse_c"] == pytest.approx(whole["lse_c"], rel=1e-5, abs=1e-6)
+
+
+def test_stream_holds_at_most_a_batch_of_frames(weights):
+    scorer = SyncNetScorer(weights, device="cpu", batch_size=3)
+    rng = np.random.default_rng(5)
+    audio = rng.integers(-8000, 8000, 40 * 640).astype(np.int16)
+    stream = scorer.stream(audio)
+    for frame in rng.integers(0, 256, (40, 24, 24, 3), dtype=np.uint8):
+        stream.add(frame[None])
+        assert len(stream._buffer) <= scorer.batch_size + 5
+    assert stream.next_window == 33 and stream.finish()["offset"] in range(-15, 16)
+
+
+def test_inference_form_equals_the_release_layout(scorer):
+    rng = np.random.default_rng(4)
+    lips = torch.from_numpy(rng.uniform(0, 255, (2, 3, 5, 224, 224)).astype(np.float32))
+    sound = torch.from_numpy(rng.normal(0, 10, (2, 1, 13, 20)).astype(np.float32))
+    with torch.no_grad():
+        expected_lip, expected_aud = scorer.net.forward_lip(lips), scorer.net.forward_aud(sound)
+        got_lip = scorer.inference.forward_lip(lips.reshape(2, 15, 224, 224))
+        got_aud = scorer.inference.forward_aud(sound)
+    torch.testing.assert_close(got_lip, expected_lip, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got_aud, expected_aud, rtol=1e-4, atol=1e-4)
+    # frame order inside the 15 channels matters: channel c of frame t sits at c * 5 + t
+    swapped = lips.transpose(1, 2).reshape(2, 15, 224, 224)
+    with torch.no_grad():
+        assert (scorer.inference.forward_lip(swapped) - expected_lip).abs().max() > 1e-3
+
+
+def test_score_video_streams_the_file_like_score_frames(scorer, tmp_path):
+    rng = np.random.default_rng(6)
+    frames = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, 25, audio=rng.uniform(-0.3, 0.3, 30 * 640), crf=0, preset="ultrafast") as writer:
+        for frame in frames:
+            writer.write(frame)
+    decoded = VideoSample(path)
+    expected = scorer.score_frames(decoded.frames, decoded.audio)
+    got = scorer.score_video(path)
+    assert got["offset"] == expected["offset"] and got["lse_d"] == pytest.approx(expected["lse_d"], rel=1e-6)

@@ -9,6 +9,7 @@ from scipy import ndimage
 from skimage.feature import canny
 
 from ..registry import register_metric
+from .frames import video_chunks
 from .metric import Metric, VideoSample
 from .ssim import grey_uint8
 
@@ -103,9 +104,9 @@ def cpbd(image: np.ndarray) -> float:
     return float(histogram[:DETECTION_LIMIT + 1].sum() / total) if total else 0.0
 
 
-def cpbd_video(frames: np.ndarray, stride: int = 1) -> float:
-    """Mean CPBD over every ``stride``-th frame of a ``(T, H, W, 3) uint8`` RGB video (cv2-style grey)."""
-    return float(np.mean([cpbd(grey_uint8(frame)) for frame in frames[::stride]]))
+def cpbd_frames(frames: np.ndarray) -> list[float]:
+    """CPBD of each frame of a ``(T, H, W, 3) uint8`` RGB array (cv2-style grey)."""
+    return [cpbd(grey_uint8(frame)) for frame in frames]
 
 
 @register_metric("cpbd")
@@ -117,4 +118,5 @@ class CPBDMetric(Metric):
 
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
         stride = int(self.option("evaluate.cpbd_stride", 1))
-        return {"cpbd": cpbd_video(generated.frames, stride)}
+        values = [value for chunk in video_chunks(generated, stride) for value in cpbd_frames(chunk)]
+        return {"cpbd": float(np.mean(values))}

@@ -8,8 +8,8 @@ import numpy as np
 from ..errors import ConfigError, DataError, TalkingFaceError
 from ..face import FaceBackend, build_face_backend, track_frames
 from ..registry import register_metric
+from .frames import same_size
 from .metric import Metric, VideoSample
-from .metrics import paired_frames
 
 LANDMARK_REGIONS: dict[str, slice] = {"mouth": slice(48, 68), "face": slice(0, 68)}
 
@@ -70,11 +70,12 @@ class LMDMetric(Metric):
         return self._backend
 
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
-        a, b = paired_frames(generated, reference)
-        backend = self._face_backend()
-        track_a = track_frames(backend, a, detect_every=1, max_gap=0, smoothing_window=1)
-        track_b = track_frames(backend, b, detect_every=1, max_gap=0, smoothing_window=1)
-        both = track_a.valid & track_b.valid
+        same_size(generated, reference)
+        backend = self._face_backend()  # each video streamed once; both cut to the shorter length afterwards
+        track_a = track_frames(backend, generated.iter_frames(), detect_every=1, max_gap=0, smoothing_window=1)
+        track_b = track_frames(backend, reference.iter_frames(), detect_every=1, max_gap=0, smoothing_window=1)
+        n = min(len(track_a), len(track_b))
+        both = track_a.valid[:n] & track_b.valid[:n]
         if not both.any():
             raise DataError(f"LMD: no frame of {generated.path} has a face in both it and {reference.path}")
-        return {"lmd": lmd(track_a.landmarks[both], track_b.landmarks[both])}
+        return {"lmd": lmd(track_a.landmarks[:n][both], track_b.landmarks[:n][both])}

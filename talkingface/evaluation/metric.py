@@ -4,31 +4,51 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
-from ..media import read_audio, read_frames
+from ..media import iter_frames, read_audio, read_frames
 
 
 @dataclass
 class VideoSample:
-    """A video on disk whose frames and audio are decoded on first use and then cached."""
+    """A video on disk. Metrics stream its frames (``iter_frames``) so that memory does not grow with
+    its length; ``frames`` (all of them, cached) is for short clips. ``cache`` holds per-video results
+    that several metrics share, such as the reference's face boxes."""
 
     path: Path
     sample_rate: int = 16000
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        """The frames one at a time, ``(H, W, 3)`` uint8 RGB at the file's own rate (from memory when
+        ``frames`` was already decoded)."""
+        if "frames" in self.__dict__:
+            return iter(self.frames)
+        return iter_frames(self.path)
 
     @functools.cached_property
     def frames(self) -> np.ndarray:
-        """``(T, H, W, 3)`` uint8 RGB."""
+        """``(T, H, W, 3)`` uint8 RGB, all decoded and kept."""
         return read_frames(self.path)
 
     @functools.cached_property
     def audio(self) -> np.ndarray:
         """``(N,)`` float32 mono at ``sample_rate``."""
         return read_audio(self.path, self.sample_rate)
+
+
+def config_option(config: Any, key: str, default: Any) -> Any:
+    """The value at dotted ``key`` of a (nested) mapping, or ``default`` when absent or null."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return default if node is None else node
 
 
 class Metric(abc.ABC):
@@ -51,12 +71,7 @@ class Metric(abc.ABC):
     def option(self, key: str, default: Any) -> Any:
         """The config value at dotted ``key`` (``evaluate.ssim_preset``), or ``default`` when there is
         no config, no such key, or the value is null."""
-        node: Any = self.config
-        for part in key.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return default
-            node = node[part]
-        return default if node is None else node
+        return config_option(self.config, key, default)
 
     def unavailable(self) -> str | None:
         """Why this metric cannot run (e.g. ``'syncnet_v2.model not found'``), or ``None``."""

@@ -5,17 +5,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import register_metric
+from .frames import frame_region, paired_chunks
 from .metric import Metric, VideoSample
-
-
-def paired_frames(generated: VideoSample, reference: VideoSample) -> tuple[np.ndarray, np.ndarray]:
-    """Frames of both videos cut to the shorter length; different frame sizes are an error."""
-    a, b = generated.frames, reference.frames
-    if a.shape[1:] != b.shape[1:]:
-        raise DataError(f"{generated.path} frames are {a.shape[1:3]}, reference {reference.path} "
-                        f"frames are {b.shape[1:3]}; they must have the same size")
-    n = min(len(a), len(b))
-    return a[:n], b[:n]
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
@@ -36,12 +27,17 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
 
 @register_metric("psnr")
 class PSNRMetric(Metric):
-    """PSNR over all frames of a video (MSE pooled over the video's pixels, RGB, range 255);
-    the dataset value is the mean over videos."""
+    """PSNR over all frames of a video (MSE pooled over the video's pixels, RGB, range 255) in the
+    ``evaluate.region``; the dataset value is the mean over videos."""
 
     higher_is_better = {"psnr": True}
 
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
-        a, b = paired_frames(generated, reference)
-        return {"psnr": psnr(a, b)}
+        squared, count = 0.0, 0
+        for a, b in paired_chunks(generated, reference, region=frame_region(self.config), config=self.config):
+            squared += float(np.sum((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+            count += a.size
+        if count == 0:
+            raise DataError(f"psnr: no frame pair to compare in {generated.path} and {reference.path}")
+        return {"psnr": float("inf") if squared == 0 else float(10.0 * np.log10(255.0**2 * count / squared))}
 

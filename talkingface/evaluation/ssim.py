@@ -6,11 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..face.crops import resize_image
 from ..registry import register_metric
 from .metric import Metric, VideoSample
-from .metrics import paired_frames
+from .frames import frame_region, paired_chunks
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,17 @@ def ssim(a: np.ndarray, b: np.ndarray, preset: str = "skimage") -> float:
 
 @register_metric("ssim")
 class SSIMMetric(Metric):
-    """SSIM of a video pair, mean over frames, with the preset ``evaluate.ssim_preset`` (default ``skimage``)."""
+    """SSIM of a video pair in the ``evaluate.region``, mean over frames, with the preset ``evaluate.ssim_preset``
+    (default ``skimage``)."""
 
     higher_is_better = {"ssim": True}
 
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
         preset = self.option("evaluate.ssim_preset", "skimage")
-        a, b = paired_frames(generated, reference)
-        return {"ssim": ssim(a, b, preset)}
+        total, count = 0.0, 0
+        for a, b in paired_chunks(generated, reference, region=frame_region(self.config), config=self.config):
+            total += ssim(a, b, preset) * len(a)
+            count += len(a)
+        if count == 0:
+            raise DataError(f"ssim: no frame pair to compare in {generated.path} and {reference.path}")
+        return {"ssim": total / count}

@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ...registry import register_metric
+from ..frames import frame_region, paired_chunks, video_chunks
 from ..metric import Metric, VideoSample
 from ...weights import FID_INCEPTION
 from .features import InceptionFeatures
@@ -18,8 +19,9 @@ from .frechet import frechet_distance
 
 @register_metric("fid")
 class FIDMetric(Metric):
-    """pytorch-fid FID between all generated and all reference frames (full frames, every
-    ``evaluate.fid_frame_stride``-th frame); no per-video value."""
+    """pytorch-fid FID between all generated and all reference frames of every video, pooled (every
+    ``evaluate.fid_frame_stride``-th frame; full frames, or the face crops of ``evaluate.region: face``);
+    no per-video value."""
 
     needs_reference = True
     higher_is_better = {"fid": False}
@@ -49,8 +51,14 @@ class FIDMetric(Metric):
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
         if reference is None:
             raise DataError(f"fid needs a reference video for {generated.path}")
-        self.generated_features.append(self.features(generated.frames[::self.frame_stride]))
-        self.reference_features.append(self.features(reference.frames[::self.frame_stride]))
+        region = frame_region(self.config)
+        if region is None:  # full frames: every frame of each video, whatever their lengths
+            self.generated_features += [self.features(c) for c in video_chunks(generated, self.frame_stride)]
+            self.reference_features += [self.features(c) for c in video_chunks(reference, self.frame_stride)]
+            return {}
+        for a, b in paired_chunks(generated, reference, self.frame_stride, region, self.config):
+            self.generated_features.append(self.features(a))
+            self.reference_features.append(self.features(b))
         return {}
 
     def compute(self) -> dict[str, float]:
