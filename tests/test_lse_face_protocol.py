@@ -254,3 +254,25 @@ def test_metric_options_are_checked_and_scenedetect_is_required(tmp_path, monkey
     assert Evaluator(["lse"], config, progress=False).skipped == {"lse": "skipped (no scenedetect here)"}
     config["evaluate"]["lse_protocol"] = "lrs"
     assert LSEMetric(config).unavailable() is None
+
+
+def test_detector_is_s3fd_when_its_weights_are_present_else_dlib(tmp_path, monkeypatch):
+    import talkingface.face.s3fd as s3fd_package
+    from talkingface.errors import ConfigError
+    from talkingface.evaluation.syncnet.face_protocol import S3FDProtocolDetector
+    from talkingface.face.s3fd import S3FD
+    from talkingface.weights import KnownWeights, sha256_of
+
+    absent = {"evaluate": {"s3fd_weights": str(tmp_path / "sfd_face.pth")}, "device": "cpu"}
+    chosen = LSEMetric(absent).detector
+    assert isinstance(chosen, BackendDetector) and type(chosen.backend).__name__ == "DlibBackend"
+    with pytest.raises(ConfigError, match="sfd_face.pth not found"):
+        LSEMetric({**absent, "evaluate": {**absent["evaluate"], "lse_detector": "s3fd"}}).detector
+    torch.manual_seed(0)
+    torch.save(S3FD().state_dict(), tmp_path / "sfd_face.pth")
+    monkeypatch.setattr(s3fd_package, "SFD_FACE", KnownWeights("sfd_face.pth", "test", "lse",
+                                                              sha256_of(tmp_path / "sfd_face.pth")))
+    chosen = LSEMetric({**absent, "evaluate": {**absent["evaluate"], "lse_facedet_scale": 0.5}}).detector
+    assert isinstance(chosen, S3FDProtocolDetector) and chosen.scales == (0.5,) and chosen.conf_threshold == 0.9
+    found = chosen.detect_batch([np.zeros((64, 64, 3), np.uint8)] * 2)
+    assert len(found) == 2 and all(f.shape[1] == 5 for f in found)
