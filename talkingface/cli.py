@@ -76,9 +76,14 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", help="glob of checkpoints, e.g. 'saved/**/*.pth'")
     p.add_argument("--videos", help="folder of generated .mp4 files")
     p.add_argument("--references", help="folder of reference .mp4 files with the same names")
-    p.add_argument("--metrics", nargs="+", default=["psnr"], help="metrics for --videos")
+    p.add_argument("--metrics", nargs="+", help="metrics for --videos (default: evaluate.metrics)")
     p.add_argument("--output", help="where --videos results are written (default: the videos folder)")
     _common(p)
+
+    p = sub.add_parser("convert-deepspeech", help="convert DeepSpeech v0.1.0's output_graph.pb to safetensors")
+    p.add_argument("graph", help="the frozen TensorFlow graph, output_graph.pb")
+    p.add_argument("output", help="where to write, e.g. checkpoints/deepspeech-0.1.0.safetensors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parser
 
 
@@ -108,6 +113,13 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         if extra:
             raise TalkingFaceError(f"unexpected arguments: {' '.join(extra)}")
         return _list(args.kind)
+    if command == "convert-deepspeech":
+        if extra:
+            raise TalkingFaceError(f"unexpected arguments: {' '.join(extra)}")
+        from .audio.deepspeech import convert_graph
+
+        print(convert_graph(args.graph, args.output))
+        return 0
     overrides = _with_overrides(args, extra)
     files = args.config_files
     if command == "run":
@@ -131,7 +143,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         if args.videos:
             if args.checkpoints or args.model:
                 raise TalkingFaceError("use either --videos [--references] or --model/--dataset/--checkpoints")
-            pipeline.evaluate_videos(args.videos, args.references, args.metrics, args.output)
+            pipeline.evaluate_videos(args.videos, args.references, args.metrics, args.output,
+                                     config_files=files, cli_overrides=overrides)
         elif args.model and args.dataset and args.checkpoints:
             pipeline.evaluate_checkpoints(args.model, args.dataset, args.checkpoints,
                                           config_files=files, cli_overrides=overrides)

@@ -114,10 +114,12 @@ def train(model: TalkingFaceModel, store: ClipStore, config: Config, run_dir: Pa
     return trainer.fit(train_set, val_set, resume=config["train"]["resume"])
 
 
-def evaluate_split(model: TalkingFaceModel, store: ClipStore, config: Config, output_dir: Path) -> EvaluationResult:
+def evaluate_split(model: TalkingFaceModel, store: ClipStore, config: Config, output_dir: Path,
+                   evaluator: Evaluator | None = None) -> EvaluationResult:
     """Dub every clip of the evaluation split with its own audio and score it against the original.
 
-    Already generated videos are reused, so an interrupted evaluation resumes.
+    Already generated videos are reused, so an interrupted evaluation resumes. Pass an ``evaluator``
+    to reuse its loaded networks across checkpoints.
     """
     opts = config["evaluate"]
     clips = store.split(opts["split"])
@@ -133,7 +135,7 @@ def evaluate_split(model: TalkingFaceModel, store: ClipStore, config: Config, ou
             with torch.no_grad():
                 model.generate(clip.video_path, clip.audio_path, out)
         pairs.append((clip.name, out, clip.video_path))
-    evaluator = Evaluator(opts["metrics"], config, progress=bool(config["progress"]))
+    evaluator = evaluator or Evaluator(opts["metrics"], config, progress=bool(config["progress"]))
     result = evaluator.evaluate(pairs, resume_file=output_dir / "rows.jsonl")
     result.save(output_dir)
     return result
@@ -189,19 +191,26 @@ def evaluate_checkpoints(model: str, dataset: str, checkpoints: str, config: Map
     store = preprocess(dataset, cfg)
     device = resolve_device(cfg["device"])
     table: dict[str, dict] = {}
+    evaluator = Evaluator(cfg["evaluate"]["metrics"], cfg, progress=bool(cfg["progress"]))  # networks load once
     for index, path in enumerate(paths):
         net = build_model(model, cfg).load_checkpoint(path).to(device)
         label = str(path)
-        result = evaluate_split(net, store, cfg, run_dir / f"{index:03d}-{path.stem}")
+        result = evaluate_split(net, store, cfg, run_dir / f"{index:03d}-{path.stem}", evaluator)
         table[label] = _summary_row(result)
     atomic_write_json(run_dir / "comparison.json", table)
     print(results_table(table))
     return {"run_dir": str(run_dir), "checkpoints": table}
 
 
-def evaluate_videos(videos: str | Path, references: str | Path | None = None, metrics: Iterable[str] = ("psnr",),
-                    output: str | Path | None = None, progress: bool = True) -> EvaluationResult:
-    """Score every ``*.mp4`` in ``videos`` (against the same file name in ``references`` when given)."""
+def evaluate_videos(videos: str | Path, references: str | Path | None = None, metrics: Iterable[str] | None = None,
+                    output: str | Path | None = None, progress: bool = True, config: Mapping | None = None,
+                    config_files: Iterable[str | Path] = (), cli_overrides: Mapping | None = None) -> EvaluationResult:
+    """Score every ``*.mp4`` in ``videos`` (against the same file name in ``references`` when given).
+
+    ``metrics`` default to ``evaluate.metrics``; the ``evaluate`` options (protocols, region, weights) come
+    from the layered config. Without references, metrics that need them are reported as skipped.
+    """
+    cfg = load_config(None, None, config_files, config, cli_overrides)
     videos = Path(videos)
     if not videos.is_dir():
         raise DataError(f"{videos} is not a folder of videos")
@@ -215,7 +224,8 @@ def evaluate_videos(videos: str | Path, references: str | Path | None = None, me
             raise DataError(f"reference {reference} for {path} not found")
         pairs.append((path.stem, path, reference))
     output_dir = Path(output) if output else videos
-    result = Evaluator(list(metrics), None, progress=progress).evaluate(pairs, resume_file=output_dir / "rows.jsonl")
+    names = list(metrics) if metrics else list(cfg["evaluate"]["metrics"])
+    result = Evaluator(names, cfg, progress=progress).evaluate(pairs, resume_file=output_dir / "rows.jsonl")
     result.save(output_dir)
     print(results_table({str(videos): _summary_row(result)}))
     return result

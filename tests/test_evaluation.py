@@ -114,3 +114,33 @@ def test_metric_options_read_plain_dicts_and_configs_alike():
     metric = CountingPSNR({"evaluate": {"ssim_preset": None}})
     assert metric.option("evaluate.ssim_preset", "skimage") == "skimage"  # null means the default
     assert metric.option("evaluate.missing.deeper", 7) == 7
+
+
+def test_changed_evaluation_settings_are_not_served_from_the_cache(tmp_path: Path):
+    pairs = [("v", write_video(tmp_path / "gen" / "v.mp4", 40), write_video(tmp_path / "ref" / "v.mp4", 50))]
+    cache = tmp_path / "rows.jsonl"
+    CountingPSNR.calls = 0
+    Evaluator(["counting_test"], {"evaluate": {"region": "full"}}, progress=False).evaluate(pairs, cache)
+    Evaluator(["counting_test"], {"evaluate": {"region": "full"}}, progress=False).evaluate(pairs, cache)
+    assert CountingPSNR.calls == 1
+    Evaluator(["counting_test"], {"evaluate": {"region": "face"}}, progress=False).evaluate(pairs, cache)
+    assert CountingPSNR.calls == 2
+
+
+def test_evaluate_videos_takes_its_options_from_the_config(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    for folder, noise in (("gen", 30), ("ref", 0)):
+        with VideoWriter(tmp_path / folder / "x.mp4", 25, crf=0, preset="ultrafast") as writer:
+            for frame in np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8):
+                writer.write(np.clip(frame.astype(int) + rng.integers(-noise, noise + 1, frame.shape), 0, 255)
+                             .astype(np.uint8))
+    default = talkingface.evaluate_videos(tmp_path / "gen", tmp_path / "ref", ["ssim"], progress=False,
+                                          output=tmp_path / "a")
+    talklip = talkingface.evaluate_videos(tmp_path / "gen", tmp_path / "ref", ["ssim"], progress=False,
+                                          output=tmp_path / "b", cli_overrides={"evaluate": {"ssim_preset": "talklip"}})
+    assert default.summary["ssim"] != pytest.approx(talklip.summary["ssim"], abs=1e-3)
+    # no --metrics: the config's evaluate.metrics, with weights-less metrics skipped and none invented
+    everything = talkingface.evaluate_videos(tmp_path / "gen", tmp_path / "ref", progress=False, output=tmp_path / "c",
+                                             cli_overrides={"evaluate": {"syncnet_weights": str(tmp_path / "no.model"),
+                                                                         "inception_weights": str(tmp_path / "no.pth")}})
+    assert set(everything.summary) == {"ssim", "psnr"} and set(everything.skipped) == {"lse", "fid"}

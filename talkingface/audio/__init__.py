@@ -1,5 +1,6 @@
 """Per-video-frame audio features: Wav2Lip's mel spectrogram, python_speech_features MFCC, their registry entries."""
 from .features import AudioFeature, extract_features, reconcile_length
+from . import deepspeech  # noqa: F401  (registers the audio feature "deepspeech")
 from .mel import mel_chunks, melspectrogram
 from .mfcc import mfcc
 

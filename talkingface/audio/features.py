@@ -106,7 +106,8 @@ class MfccRows(AudioFeature):
         return clamped_windows(rows, starts, MFCC_ROWS_PER_FRAME, unit="MFCC rows").astype(np.float32)
 
 
-def extract_features(names: Iterable[str], wav: np.ndarray, num_frames: int,
-                     fps: float = 25.0) -> dict[str, np.ndarray]:
-    """``{name: (num_frames, *frame_shape) float32}`` for each registered feature in ``names``."""
-    return {name: AUDIO_FEATURES.get(name)().extract(wav, num_frames, fps) for name in names}
+def extract_features(names: Iterable[str], wav: np.ndarray, num_frames: int, fps: float = 25.0,
+                     config: Any = None) -> dict[str, np.ndarray]:
+    """``{name: (num_frames, *frame_shape) float32}`` for each registered feature in ``names``; each feature
+    takes its options (e.g. ``deepspeech.weights``) from ``config``."""
+    return {name: AUDIO_FEATURES.get(name)(config).extract(wav, num_frames, fps) for name in names}

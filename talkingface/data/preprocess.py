@@ -44,6 +44,7 @@ class ClipBuilder:
         opts = config["preprocess"]
         self.segment = segment
         self.store = store
+        self.config = config
         self.fps = float(opts["fps"])
         self.opts = opts
         store.root.joinpath("clips").mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,7 @@ class ClipBuilder:
             write_wav(self.tmp / "audio.wav", clip_audio, int(self.opts["sample_rate"]))
             np.save(self.tmp / "landmarks.npy", track.landmarks.astype(np.float32))
             np.save(self.tmp / "face_valid.npy", track.valid)
-            features = extract_features(list(self.opts["features"]), clip_audio, self.frames, self.fps)
+            features = extract_features(list(self.opts["features"]), clip_audio, self.frames, self.fps, self.config)
             (self.tmp / "features").mkdir(exist_ok=True)
             for name, values in features.items():
                 np.save(self.tmp / "features" / f"{name}.npy", values)

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 from ..io_utils import atomic_write, atomic_write_json
 from ..log import progress_bar
 from ..registry import METRICS
-from .metric import Metric, VideoSample
+from .metric import Metric, VideoSample, config_option
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class Evaluator:
             else:
                 self.metrics[metric.registered_name] = metric
         self.progress = progress
+        self.settings = evaluation_settings(config)
 
     def evaluate(self, pairs: Iterable[tuple[str, Path, Path | None]],
                  resume_file: str | Path | None = None) -> EvaluationResult:
@@ -71,7 +72,7 @@ class Evaluator:
         pairs = list(pairs)
         for metric in self.metrics.values():
             metric.reset()
-        cache = RowCache(resume_file, sorted(self.metrics)) if resume_file else None
+        cache = RowCache(resume_file, sorted(self.metrics), self.settings) if resume_file else None
         result = EvaluationResult(skipped=dict(self.skipped))
         bar = progress_bar(len(pairs), "evaluate", "video", enabled=self.progress)
         reused = 0
@@ -102,12 +103,23 @@ class Evaluator:
         return result
 
 
-class RowCache:
-    """Per-video rows of an interrupted evaluation, keyed by video name and file identity."""
+def evaluation_settings(config: Any) -> str:
+    """What a saved score depends on besides the files: the ``evaluate`` options, the face backend and its
+    options, as canonical JSON."""
+    keys = ("evaluate", "preprocess.face_backend", "preprocess.detect_every", "preprocess.max_gap",
+            "preprocess.smoothing_window")
+    backend = config_option(config, "preprocess.face_backend", None)
+    values = {key: config_option(config, key, None) for key in keys + ((backend,) if backend else ())}
+    return json.dumps(values, sort_keys=True, default=str)
 
-    def __init__(self, path: str | Path, metric_names: Sequence[str]):
+
+class RowCache:
+    """Per-video rows of an interrupted evaluation, keyed by video name, file identity and settings."""
+
+    def __init__(self, path: str | Path, metric_names: Sequence[str], settings: str = ""):
         self.path = Path(path)
         self.metric_names = list(metric_names)
+        self.settings = settings
         self.rows: dict[str, dict] = {}
         text = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
         self._cut_short = bool(text) and not text.endswith("\n")  # the next row must start a new line
@@ -127,14 +139,14 @@ class RowCache:
     def get(self, name: str, generated: Path, reference: Path | None) -> dict | None:
         """``{metric: {key: value}}`` saved for this video, or None when absent or stale."""
         entry = self.rows.get(name)
-        if entry is None or entry["metrics"] != self.metric_names or \
+        if entry is None or entry["metrics"] != self.metric_names or entry.get("settings") != self.settings or \
                 entry["identity"] != self._identity(generated, reference):
             return None
         return entry["scores"]
 
     def add(self, name: str, generated: Path, reference: Path | None, scores: dict) -> None:
-        entry = {"video": name, "metrics": self.metric_names, "identity": self._identity(generated, reference),
-                 "scores": scores}
+        entry = {"video": name, "metrics": self.metric_names, "settings": self.settings,
+                 "identity": self._identity(generated, reference), "scores": scores}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(("\n" if self._cut_short else "") + json.dumps(entry, default=float) + "\n")
