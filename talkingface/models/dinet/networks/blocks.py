@@ -1,0 +1,121 @@
+"""DINet's generator building blocks (conv + BatchNorm + ReLU), named as in the official state dicts.
+
+The release uses vacancy's ``SynchronizedBatchNorm{1,2}d``; outside multi-GPU training it calls
+``F.batch_norm`` exactly like ``nn.BatchNorm{1,2}d`` (eps 1e-5, momentum 0.1), with the same keys
+(``weight``, ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked``).
+Registration order matters for the key order only; the attribute names give the keys.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SameBlock1d(nn.Module):
+    """Conv1d (stride 1) -> BatchNorm1d -> ReLU."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int, padding: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_features, out_features, kernel_size=kernel_size, padding=padding)
+        self.norm = nn.BatchNorm1d(out_features)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.norm(self.conv(x)))
+
+
+class SameBlock2d(nn.Module):
+    """Conv2d (stride 1) -> BatchNorm2d -> ReLU."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
+        self.norm = nn.BatchNorm2d(out_features)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.norm(self.conv(x)))
+
+
+class DownBlock1d(nn.Module):
+    """Conv1d with stride 2 -> BatchNorm1d -> ReLU."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int, padding: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_features, out_features, kernel_size=kernel_size, padding=padding, stride=2)
+        self.norm = nn.BatchNorm1d(out_features)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.norm(self.conv(x)))
+
+
+class DownBlock2d(nn.Module):
+    """Conv2d with stride 2 -> BatchNorm2d -> ReLU."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1,
+                 stride: int = 2):
+        super().__init__()
+        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, stride=stride)
+        self.norm = nn.BatchNorm2d(out_features)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.norm(self.conv(x)))
+
+
+class UpBlock2d(nn.Module):
+    """Nearest ×2 upsampling -> Conv2d -> BatchNorm2d -> ReLU."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
+        self.norm = nn.BatchNorm2d(out_features)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2))))
+
+
+class _ResBlock(nn.Module):
+    """Pre-activation residual block: BN1 -> ReLU -> conv1 -> BN2 -> ReLU -> conv2, plus the input.
+
+    ``channel_conv`` (a 1×1 projection of the skip) exists only when ``in_features != out_features``,
+    which never happens in DINet; ``norm2`` has ``in_features`` channels as in the release.
+    """
+
+    conv_type: type[nn.Module]
+    norm_type: type[nn.Module]
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int, padding: int):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.conv1 = self.conv_type(in_features, in_features, kernel_size=kernel_size, padding=padding)
+        self.conv2 = self.conv_type(in_features, out_features, kernel_size=kernel_size, padding=padding)
+        if out_features != in_features:
+            self.channel_conv = self.conv_type(in_features, out_features, 1)
+        self.norm1 = self.norm_type(in_features)
+        self.norm2 = self.norm_type(in_features)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(self.relu(self.norm1(x)))
+        out = self.conv2(self.relu(self.norm2(out)))
+        skip = self.channel_conv(x) if self.in_features != self.out_features else x
+        return out + skip
+
+
+class ResBlock1d(_ResBlock):
+    """1-D pre-activation residual block (Conv1d, BatchNorm1d)."""
+
+    conv_type = nn.Conv1d
+    norm_type = nn.BatchNorm1d
+
+
+class ResBlock2d(_ResBlock):
+    """2-D pre-activation residual block (Conv2d, BatchNorm2d)."""
+
+    conv_type = nn.Conv2d
+    norm_type = nn.BatchNorm2d
