@@ -6,6 +6,7 @@ returns the results dict.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import time
 from pathlib import Path
@@ -46,11 +47,21 @@ def _join_process_group(config: Config) -> DistributedInfo:
     return info
 
 
+def resumed_run_dir(resume: str | Path) -> Path:
+    """The run folder ``train.resume`` continues: the folder itself, the run of ``<run>/checkpoints/last.pth``,
+    or the run of a stage's ``<run>/stages/<k>-<name>/checkpoints/last.pth``."""
+    path = Path(resume).resolve()
+    if path.is_dir():
+        return path
+    run = path.parent.parent
+    return run.parent.parent if run.parent.name == STAGES_DIR else run
+
+
 def _run_dir(config: Config, kind: str) -> Path:
     """``<saved_dir>/<model>-<dataset>-<timestamp>``, the same on every process of a torchrun job."""
     resume = config["train"]["resume"] if "train" in config else None
     if resume:
-        return Path(resume).resolve().parent.parent  # continue in the run the checkpoint came from
+        return resumed_run_dir(resume)  # continue in the run the checkpoint came from
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = "-".join(str(x) for x in (config["model"], config["dataset"], kind if kind != "run" else None, stamp)
                     if x)
@@ -107,11 +118,71 @@ def _split_or_none(model: TalkingFaceModel, store: ClipStore, split: str) -> Any
 
 
 def train(model: TalkingFaceModel, store: ClipStore, config: Config, run_dir: Path) -> dict:
-    """Fit ``model`` on the store's train split (validating on val when present)."""
+    """Fit ``model`` on the store's train split (validating on val when present); a model with a
+    multi-stage ``recipe()`` trains its stages in order (``train_recipe``)."""
+    if model.recipe():
+        return train_recipe(model, store, config, run_dir)
+    if config["stage"] is not None:
+        raise ConfigError(f"stage={config['stage']!r} given, but model {config['model']!r} has no training stages")
     trainer = Trainer(model, config, run_dir)
     train_set = model.build_dataset(store, "train")
     val_set = _split_or_none(model, store, "val")
-    return trainer.fit(train_set, val_set, resume=config["train"]["resume"])
+    resume = config["train"]["resume"]
+    return trainer.fit(train_set, val_set, resume=resume if resume and Path(resume).is_file() else None)
+
+
+STAGES_DIR = "stages"
+STAGE_DONE = "stage.json"
+
+
+def final_weights(stage_dir: Path) -> Path:
+    """A finished stage's weights: ``best.pth`` when validation picked one, else ``last.pth``."""
+    best = stage_dir / "checkpoints" / "best.pth"
+    return best if best.exists() else stage_dir / "checkpoints" / "last.pth"
+
+
+def train_recipe(model: TalkingFaceModel, store: ClipStore, config: Config, run_dir: Path) -> dict:
+    """Train the model's stages in order, each with a fresh Trainer in ``<run>/stages/<k>-<name>/``.
+
+    A stage whose ``stage.json`` exists finished earlier in this run folder and is skipped; a stage with a
+    ``last.pth`` resumes from it. Each stage starts from the previous stage's final weights (the first
+    trained one from ``train.init_from``), and ``stage`` selects a single stage. Afterwards the model holds
+    the last trained stage's final weights.
+    """
+    stages = list(model.recipe())
+    selected = config["stage"]
+    if selected is not None and selected not in stages:
+        raise ConfigError(f"stage={selected!r} is not a stage of {config['model']!r}; its stages are "
+                          f"{', '.join(stages)}")
+    init_from = config["train"]["init_from"]
+    previous = Path(init_from) if init_from else None
+    if previous is not None and not previous.is_file():
+        raise CheckpointError(f"train.init_from {previous} not found")
+    results: dict[str, Any] = {}
+    for index, stage in enumerate(stages):
+        if selected is not None and stage != selected:
+            continue
+        stage_dir = run_dir / STAGES_DIR / f"{index}-{stage}"
+        done = stage_dir / STAGE_DONE
+        if done.exists():
+            logger.info("stage %s finished earlier in %s; reusing its weights", stage, stage_dir)
+            results[stage] = json.loads(done.read_text(encoding="utf-8"))["result"]
+            previous = final_weights(stage_dir)
+            continue
+        overrides = dict(model.enter_stage(stage, previous) or {})
+        stage_config = config.updated(overrides, f"stage {stage}") if overrides else config
+        logger.info("stage %d/%d: %s in %s", index + 1, len(stages), stage, stage_dir)
+        last = stage_dir / "checkpoints" / "last.pth"
+        trainer = Trainer(model, stage_config, stage_dir)
+        train_set = model.build_dataset(store, "train")
+        val_set = _split_or_none(model, store, "val")
+        results[stage] = trainer.fit(train_set, val_set, resume=last if last.exists() else None)
+        previous = final_weights(stage_dir)
+        if distributed_info().is_main:
+            atomic_write_json(done, {"stage": stage, "weights": str(previous), "result": results[stage]})
+    if previous is not None:
+        model.load_checkpoint(previous)
+    return results
 
 
 def evaluate_split(model: TalkingFaceModel, store: ClipStore, config: Config, output_dir: Path,
@@ -166,7 +237,7 @@ def _run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     if cfg["train"]["enabled"]:
         results["train"] = train(net, store, cfg, run_dir)
         best = run_dir / "checkpoints" / "best.pth"
-        if best.exists():
+        if best.exists() and not net.recipe():
             net.load_checkpoint(best)
     else:
         net.to(resolve_device(cfg["device"]))

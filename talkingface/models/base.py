@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, is_native_checkpoint,
                          load_state_dict_strict, read_checkpoint)
 from .optimization import OptimizationContext
@@ -64,6 +64,21 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def generate(self, source_video: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Path:
         """Dub ``source_video`` with ``audio`` and write an mp4 with the audio muxed to ``output``."""
+
+    # ---- multi-stage recipes ---------------------------------------------------------------------
+    def recipe(self) -> list[str]:
+        """Ordered names of the training stages (e.g. DINet's ``syncnet, frame64, …, clip``); empty for one stage.
+
+        The pipeline trains each stage with a fresh Trainer in ``<run>/stages/<k>-<name>/`` (resumable),
+        calling ``enter_stage`` first; ``--stage=<name>`` trains that stage only.
+        """
+        return []
+
+    def enter_stage(self, stage: str, previous: Path | None) -> Mapping[str, Any]:
+        """Switch to ``stage`` (datasets, optimizers and steps follow it), load what it needs from
+        ``previous`` (the previous stage's final weights, ``train.init_from``, or None) and return config
+        overrides for the stage, e.g. ``{"train": {"epochs": 200, "batch_size": 12}}``."""
+        raise ConfigError(f"model {self.registered_name or type(self).__name__!r} has no training stages")
 
     # ---- manual optimisation helpers -------------------------------------------------------
     @property
