@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ..networks.container import face_size, mouth_box  # one definition of the geometry
 
 Box4 = tuple[int, int, int, int]
 
@@ -70,20 +71,6 @@ def rejection_reason(window: np.ndarray, scale: float, frame_size: tuple[int, in
     if radii.max() > radii.min() * 1.5:
         return "face size changes too much (max r_f > 1.5 min r_f)"
     return None
-
-
-def face_size(mouth: int) -> tuple[int, int]:
-    """``(H, W)`` of the face crop for mouth size M: ``(3M/2 + M/8, M + M/4)``: 64 -> (104, 80)."""
-    if mouth <= 0 or mouth % 8:
-        raise ValueError(f"the mouth region size must be a positive multiple of 8, got {mouth}")
-    radius = mouth // 2
-    return radius * 3 + radius // 4, radius * 2 + (radius // 4) * 2
-
-
-def mouth_box(mouth: int) -> Box4:
-    """The mouth box in face-crop pixels: rows ``[M/2, 3M/2)``, cols ``[M/8, 9M/8)``."""
-    face_size(mouth)  # validates
-    return mouth // 2, mouth // 2 + mouth, mouth // 8, mouth // 8 + mouth
 
 
 def mouth_mask(height: int, width: int, mouth: int) -> np.ndarray:
