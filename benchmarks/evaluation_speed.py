@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trainer_overhead import matmul_peak_gflops  # noqa: E402  (one definition for every benchmark)
+
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "benchmarks" / "results" / "evaluation_speed.json"
 RUNNERS = ROOT / "benchmarks" / "reference_runners"
@@ -120,20 +123,6 @@ def count_flops(weights: dict[str, str]) -> dict[str, float]:
         "s3fd_per_720p_frame_at_0.25": gflop(lambda: S3FD().eval()(torch.zeros(1, 3, 180, 320))),
         "inception_per_image": gflop(lambda: FIDInceptionV3().eval()(torch.zeros(1, 3, 299, 299))),
     }
-
-
-def matmul_peak_gflops(n: int = 4096, repeats: int = 5) -> float:
-    """Best of ``repeats`` fp32 n x n matmuls."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 # ---------------------------------------------------------------- our side (child processes)
