@@ -67,6 +67,9 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", required=True, help="source video")
     p.add_argument("--audio", required=True, help="driving audio (any format with an audio stream)")
     p.add_argument("--out", required=True, help="output mp4")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the source video's)")
+    p.add_argument("--face", help="which face to dub when there are several: largest (default) or an index "
+                                  "counted left to right")
     _common(p)
 
     p = sub.add_parser("evaluate", help="score checkpoints on a dataset, or a folder of videos",
@@ -136,8 +139,10 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         store = pipeline.preprocess(args.dataset, config, force=args.force)
         print(store.root)
     elif command == "infer":
+        options = {"fps": args.fps, "face": _face_choice(args.face)}
         out = pipeline.infer(args.model, args.checkpoint, args.video, args.audio, args.out,
-                             config_files=files, cli_overrides=overrides)
+                             config_files=files, cli_overrides=overrides,
+                             **{k: v for k, v in options.items() if v is not None})
         print(out)
     elif command == "evaluate":
         if args.videos:
@@ -151,6 +156,15 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         else:
             raise TalkingFaceError("evaluate needs --videos DIR, or --model, --dataset and --checkpoints")
     return 0
+
+
+def _face_choice(text: str | None) -> str | int | None:
+    """``--face``: ``largest`` or a non-negative index."""
+    if text is None or text == "largest":
+        return text
+    if text.isdigit():
+        return int(text)
+    raise TalkingFaceError(f"--face must be 'largest' or a face index (0, 1, ...), got {text!r}")
 
 
 def _guarded(parse: Callable[[], tuple[argparse.Namespace, list[str]]]) -> int:

@@ -20,14 +20,15 @@ TINY_EXAMPLE = {"example_shapes": {"clips": 5, "seconds": 0.48, "size": 32, "val
                 "example_inpainter": {"channels": 8}}
 
 
-def tiny_overrides(tmp: Path, **extra) -> dict:
-    """Config overrides that keep a run small and inside ``tmp``."""
+def tiny_overrides(tmp: Path, example: bool = True, **extra) -> dict:
+    """Config overrides that keep a run small and inside ``tmp`` (with the example plugin's tiny sizes
+    unless ``example`` is False)."""
     config = {"saved_dir": str(tmp / "saved"), "progress": False, "plugins": ["talkingface_example"],
               "data": {"processed_dir": str(tmp / "processed"), "root": str(tmp / "raw")},
               "train": {"batch_size": 4, "log_every_steps": 1},
               "evaluate": {"syncnet_weights": str(tmp / "no-weights" / "syncnet_v2.model"),
                            "inception_weights": str(tmp / "no-weights" / "pt_inception-2015-12-05-6726825d.pth")},
-              **TINY_EXAMPLE}
+              **(TINY_EXAMPLE if example else {})}
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}
@@ -53,4 +54,4 @@ def subprocess_env(threads: int | None = None) -> dict:
 @pytest.fixture
 def tiny(tmp_path: Path):
     """A factory of tiny config dicts rooted in this test's tmp folder."""
-    return lambda **extra: tiny_overrides(tmp_path, **extra)
+    return lambda example=True, **extra: tiny_overrides(tmp_path, example, **extra)

@@ -68,3 +68,18 @@ def test_infer_with_missing_checkpoint_and_evaluate_misuse(tmp_path: Path, capsy
     err = error_of(capsys, ["evaluate", "--model", "example", "--dataset", "example_shapes", "--checkpoints",
                             str(tmp_path / "*.pth")])
     assert "no checkpoint matches" in err
+
+
+def test_infer_passes_fps_and_face_choice(monkeypatch, capsys):
+    import talkingface.pipeline as pipeline
+    from talkingface.cli import main
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "infer", lambda *args, **kwargs: seen.update(kwargs) or "out.mp4")
+    base = ["infer", "--model", "dinet", "--checkpoint", "c.pth", "--video", "v.mp4", "--audio", "a.wav",
+            "--out", "o.mp4"]
+    assert main(base) == 0 and "fps" not in seen and "face" not in seen
+    assert main(base + ["--fps", "25", "--face", "1"]) == 0 and seen["fps"] == 25.0 and seen["face"] == 1
+    assert main(base + ["--face", "largest"]) == 0 and seen["face"] == "largest"
+    assert main(base + ["--face", "left"]) == 1
+    assert "--face must be 'largest' or a face index" in capsys.readouterr().err

@@ -26,8 +26,11 @@ def test_model_trains_one_step_and_generates(name: str, tiny, tmp_path: Path):
     cls = talkingface.MODELS.get(name)
     if cls.default_dataset is None:
         pytest.fail(f"model {name!r} must set default_dataset so that it can be smoke-tested")
-    config = talkingface.load_config(name, cls.default_dataset, config=tiny(
-        train={"max_steps": 1, "batch_size": 2}, evaluate={"enabled": False}, plugins=["talkingface_example", "killer_plugin"]))
+    overrides = tiny(example=name == "example_inpainter", train={"max_steps": 1, "batch_size": 2},
+                     evaluate={"enabled": False}, plugins=["talkingface_example", "killer_plugin"])
+    for section, values in cls.smoke_config.items():  # the model's own tiny sizes
+        overrides[section] = {**overrides.get(section, {}), **values} if isinstance(values, dict) else values
+    config = talkingface.load_config(name, cls.default_dataset, config=overrides)
     store: ClipStore = preprocess(cls.default_dataset, config)
     model = talkingface.build_model(name, config)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -33,6 +33,9 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
     default_config: ClassVar[dict] = {}
     registered_name: ClassVar[str] = ""
     default_dataset: ClassVar[str | None] = None  # what it trains on out of the box (smoke tests use it)
+    # config overrides that make one training step and one generate on ``default_dataset`` take seconds on a
+    # CPU (tests/test_models.py layers them over its tiny run settings)
+    smoke_config: ClassVar[dict] = {}
 
     def __init__(self, config: Config | Mapping | None = None):
         super().__init__()

@@ -1,1 +1,9 @@
-"""DINet (Zhang et al., AAAI 2023): deformation inpainting network for few-shot face dubbing."""
+"""DINet (Zhang et al., AAAI 2023): deformation inpainting network for few-shot face dubbing.
+
+``networks`` (official layout), ``data`` (crops, clips, datasets, inference plan), ``model`` (the registered
+``dinet`` model: stages, losses, inference). See docs/dinet.md.
+"""
+from .model import DINET_DEFAULTS, DINet, audio_width
+from .stages import StageSettings, lr_factor, stage_settings
+
+__all__ = ["DINET_DEFAULTS", "DINet", "StageSettings", "audio_width", "lr_factor", "stage_settings"]

@@ -1,0 +1,82 @@
+"""DINet's training losses: LSGAN terms, the perceptual loss (VGG19 or the documented fallback), SyncNet MSE."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from ...errors import CheckpointError, ConfigError
+from .networks import VGG19_WEIGHTS, Vgg19Features, half_resolution_pair, perceptual_loss
+
+logger = logging.getLogger(__name__)
+
+PERCEPTUAL_FALLBACKS = ("l1", "error")
+
+
+def lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """``MSE(D(x), 1)`` for ``real`` targets, ``MSE(D(x), 0)`` otherwise (the release's GANLoss, LSGAN)."""
+    return F.mse_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
+
+
+def discriminator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """``0.5 * [MSE(D(fake), 0) + MSE(D(real), 1)]``."""
+    return 0.5 * (lsgan(fake_logits, False) + lsgan(real_logits, True))
+
+
+def sync_loss(scores: torch.Tensor, in_sync: bool = True) -> torch.Tensor:
+    """MSE of SyncNet's raw score map to 1 (in sync) or 0 (off sync)."""
+    return lsgan(scores, in_sync)
+
+
+def pixel_l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The fallback for the perceptual loss: mean of the pixel L1 at full and at half resolution
+    (halved like the perceptual loss: fake by 3x3/2 average pooling, real bilinear)."""
+    fake_half, real_half = half_resolution_pair(fake, real)
+    return 0.5 * (F.l1_loss(fake, real) + F.l1_loss(fake_half, real_half))
+
+
+class PerceptualLoss:
+    """``lamb_perception`` × DINet's VGG19 perceptual loss, or × ``pixel_l1_loss`` when the weights are absent
+    and ``perceptual_fallback: l1`` allows it. The VGG is loaded on first use and kept out of the model's
+    state dict (it is not part of DINet's checkpoints)."""
+
+    def __init__(self, options: Mapping[str, Any]):
+        self.weight = float(options["lamb_perception"])
+        self.path = Path(options["vgg19_weights"]) if options["vgg19_weights"] else VGG19_WEIGHTS.default_path()
+        self.fallback = str(options["perceptual_fallback"])
+        if self.fallback not in PERCEPTUAL_FALLBACKS:
+            raise ConfigError(f"dinet.perceptual_fallback must be one of {PERCEPTUAL_FALLBACKS}, got {self.fallback!r}")
+        self._vgg: Vgg19Features | None = None
+        self._resolved = False
+
+    @property
+    def mode(self) -> str:
+        """``vgg19`` or ``l1`` (resolves the weights on first call)."""
+        self._resolve()
+        return "vgg19" if self._vgg is not None else "l1"
+
+    def _resolve(self) -> None:
+        if self._resolved:
+            return
+        reason = VGG19_WEIGHTS.missing_reason(self.path)
+        if reason is None:
+            self._vgg = Vgg19Features.pretrained(self.path).eval()
+        elif self.fallback == "error":
+            raise CheckpointError(f"DINet's perceptual loss needs VGG19 weights: {reason} (download "
+                                  f"{VGG19_WEIGHTS.source}, or set dinet.perceptual_fallback: l1)")
+        else:
+            logger.warning("DINet perceptual loss: VGG19 weights %s are missing (%s); training with the 'l1' "
+                           "fallback (pixel L1 at full and half resolution) instead. Download %s to %s for the "
+                           "official loss.", self.path, reason, VGG19_WEIGHTS.source, self.path)
+        self._resolved = True
+
+    def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        self._resolve()
+        if self._vgg is None:
+            return self.weight * pixel_l1_loss(fake, real)
+        if next(self._vgg.parameters()).device != fake.device:
+            self._vgg.to(fake.device)
+        return self.weight * perceptual_loss(self._vgg, fake, real)

@@ -1,0 +1,320 @@
+"""The registered ``dinet`` model: DINet's networks, its staged training recipe and dubbing inference."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ...errors import CheckpointError, ConfigError, DataError
+from ...registry import AUDIO_FEATURES, register_model
+from ..base import TalkingFaceModel
+from ..checkpoint import is_native_checkpoint, load_state_dict_strict, read_checkpoint
+from .data import DINetClipDataset, DINetFrameDataset, feature_width
+from .losses import PerceptualLoss, discriminator_loss, lsgan, sync_loss
+from .networks import DINetNetworks, convert_dinet_checkpoint, flatten_state_dicts, official_dinet_layout
+from .stages import StageSettings, default_stage, lr_factor, stage_settings
+from .syncnet_data import SyncNetPairDataset
+
+logger = logging.getLogger(__name__)
+
+
+def _stage(mouth: int, augment_num: int, batch_size: int, epochs: int, non_decay: int = 200, decay: int = 200) -> dict:
+    return {"mouth": mouth, "augment_num": augment_num, "batch_size": batch_size, "epochs": epochs,
+            "non_decay": non_decay, "decay": decay}
+
+
+DINET_DEFAULTS: dict[str, Any] = {
+    "mouth_region_size": 256,      # inference mouth (256: the released checkpoints); a stage sets its own
+    "audio_feature": "deepspeech",  # any registered per-frame feature; the audio encoders' width follows it
+    "audio_reduction": "auto",      # auto | flatten | time_mean (docs/dinet_data.md, feature width)
+    "recipe": ["syncnet", "frame64", "frame128", "frame256", "clip"],
+    "stages": {                     # authors' values (train_DINet_*.py, README); syncnet: ours
+        "syncnet": _stage(256, 20, 12, 100, 50, 50),
+        "frame64": _stage(64, 32, 24, 270),
+        "frame128": _stage(128, 100, 80, 200),
+        "frame256": _stage(256, 20, 12, 200),
+        "clip": _stage(256, 3, 3, 160),
+    },
+    "lr": 1e-4,                     # Adam, default betas, for every network
+    "lamb_perception": 10.0,
+    "lamb_syncnet": 0.1,
+    "vgg19_weights": None,          # default checkpoints/vgg19-dcbb9e9d.pth
+    "perceptual_fallback": "l1",    # without the VGG19 weights: l1 (warn, pixel L1) | error
+    "crop_seed": 0,                 # per-clip crop scales of the training crops
+    "cache_dir": None,              # crop cache; default <store>/cache/dinet_crops
+    "seed": 456,                    # inference reference choice (the release's seed)
+    "infer_batch": 8,               # frames per generator call at inference
+    "paste": "feathered",           # feathered | official (hard rectangle of the top 3r rows)
+    "feather": None,                # feather width in frame pixels; null: the whole margin around the mouth
+    "face": "largest",              # largest | <index> (left to right) of the face to dub
+    "face_backend": None,           # null: preprocess.face_backend (detect_every, smoothing_window from there too)
+    "infer_max_gap": 0,             # interpolate landmarks over missing-face runs up to this long (0: pass through)
+    "reverse_block_frames": 250,    # ping-pong: frames decoded per block when playing the video backwards
+}
+
+
+def audio_width(config: Mapping[str, Any]) -> int:
+    """The audio encoders' input width for ``dinet.audio_feature`` (``frame_vectors`` rule)."""
+    options = config["dinet"]
+    name = str(options["audio_feature"])
+    feature = AUDIO_FEATURES.get(name)(config)
+    return feature_width(name, tuple(feature.frame_shape()), str(options["audio_reduction"]))
+
+
+@register_model("dinet")
+class DINet(TalkingFaceModel):
+    """DINet (Zhang et al., AAAI 2023). See docs/dinet.md.
+
+    ``generator(source (B,3,H,W), refs (B,15,H,W), audio (B,C,5))`` and ``syncnet(mouths (B,15,M,M),
+    audio (B,C,9))`` are the official networks (C = 29 for DeepSpeech). Training follows ``self.stage``
+    (``enter_stage``); without a stage the model trains the frame stage at ``dinet.mouth_region_size``.
+    """
+
+    default_config = {"dinet": DINET_DEFAULTS}
+    default_dataset = "demo"
+    smoke_config = {"demo": {"clips": 3}, "preprocess": {"features": ["mfcc"]},
+                    "dinet": {"mouth_region_size": 64, "audio_feature": "mfcc"}}
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        if "dinet" not in self.config:
+            from ...config import load_config
+
+            self.config = load_config(model="dinet", config=self.config.to_dict())
+        self.options = self.config["dinet"]
+        self.audio_channels = audio_width(self.config)
+        self.networks = DINetNetworks(int(self.options["mouth_region_size"]), audio_channel=self.audio_channels)
+        self.settings: StageSettings = default_stage(self.options)
+        self.inference_mouth = int(self.options["mouth_region_size"])
+        self._perceptual: PerceptualLoss | None = None
+
+    # ---- the official networks ---------------------------------------------------------------
+    @property
+    def generator(self) -> torch.nn.Module:
+        return self.networks.generator
+
+    @property
+    def syncnet(self) -> torch.nn.Module:
+        return self.networks.syncnet
+
+    @property
+    def frame_discriminator(self) -> torch.nn.Module:
+        return self.networks.frame_discriminator
+
+    @property
+    def clip_discriminator(self) -> torch.nn.Module:
+        return self.networks.clip_discriminator
+
+    @property
+    def stage(self) -> str:
+        return self.settings.name
+
+    @property
+    def perceptual(self) -> PerceptualLoss:
+        if self._perceptual is None:
+            self._perceptual = PerceptualLoss(self.options)
+        return self._perceptual
+
+    def train(self, mode: bool = True) -> "DINet":
+        super().train(mode)
+        if self.settings.kind == "clip":
+            self.networks.syncnet.eval()  # frozen lip-sync expert, as in train_DINet_clip.py
+        return self
+
+    # ---- stages ------------------------------------------------------------------------------
+    def recipe(self) -> list[str]:
+        return [str(name) for name in self.options["recipe"]]
+
+    def enter_stage(self, stage: str, previous: Path | None) -> Mapping[str, Any]:
+        """Switch to ``stage``, load ``previous`` (ours or an official release: the networks it holds) and
+        return the stage's ``train`` overrides (epochs, batch size)."""
+        settings = stage_settings(stage, self.options)
+        if previous is not None:
+            self.load_checkpoint(previous)
+        self.settings = settings
+        self.networks.mouth_region_size = settings.mouth
+        if settings.kind != "syncnet":
+            self.inference_mouth = settings.mouth
+        logger.info("DINet stage %s: mouth %d, augment_num %d", stage, settings.mouth, settings.augment_num)
+        return settings.overrides()
+
+    # ---- data --------------------------------------------------------------------------------
+    def build_dataset(self, store: Any, split: str) -> Dataset | None:
+        kind = self.settings.kind
+        cls = {"syncnet": SyncNetPairDataset, "frame": DINetFrameDataset, "clip": DINetClipDataset}[kind]
+        train = split == "train"
+        try:
+            data = cls(store, split, self.settings.mouth, audio_feature=str(self.options["audio_feature"]),
+                       augment_num=self.settings.augment_num if train else 1,
+                       seed=None if train else int(self.options["seed"]), cache_dir=self.options["cache_dir"],
+                       crop_seed=int(self.options["crop_seed"]), audio_reduction=str(self.options["audio_reduction"]))
+        except DataError as exc:
+            if train:
+                raise
+            logger.warning("DINet %s stage: no validation on split %r (%s)", self.stage, split, exc)
+            return None
+        if data.audio_channels != self.audio_channels:
+            raise DataError(f"{store.root}: feature {self.options['audio_feature']!r} is {data.audio_channels} wide, "
+                            f"the model's audio encoders take {self.audio_channels}")
+        return data
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def _trained_networks(self) -> dict[str, torch.nn.Module]:
+        nets = self.networks
+        if self.settings.kind == "syncnet":
+            return {"syncnet": nets.syncnet}
+        trained = {"generator": nets.generator, "frame_discriminator": nets.frame_discriminator}
+        if self.settings.kind == "clip":
+            trained["clip_discriminator"] = nets.clip_discriminator
+        return trained
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        if self.settings.kind != "syncnet" and self.settings.mouth < 64:
+            raise ConfigError(f"DINet stage {self.stage}: the discriminators need mouth_region_size >= 64, "
+                              f"got {self.settings.mouth}")
+        lr = float(self.options["lr"])
+        non_decay, decay = self.settings.non_decay, self.settings.decay
+        optimizers = {name: torch.optim.Adam(net.parameters(), lr=lr) for name, net in self._trained_networks().items()}
+        schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(epoch, non_decay, decay))
+                      for name, opt in optimizers.items()}
+        return {"optimizers": optimizers, "schedulers": schedulers}
+
+    def training_step(self, batch: dict, step: int) -> dict[str, float]:
+        kind = self.settings.kind
+        if kind == "syncnet":
+            return self._syncnet_step(batch)
+        if kind == "clip":
+            return self._clip_step(batch)
+        return self._frame_step(batch)
+
+    def _d_step(self, name: str, net: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            loss = discriminator_loss(net(fake.detach())[1], net(real)[1])
+        self.backward(loss)
+        self.optimizer_step(self.optimizers[name])
+        return loss
+
+    def _frame_step(self, batch: dict) -> dict[str, float]:
+        """train_DINet_frame.py: D_I (LSGAN) then G = perception + MSE(D_I(fake), 1)."""
+        nets = self.networks
+        source = batch["source"]
+        with self.autocast():
+            fake = nets.generator(batch["source_masked"], batch["refs"], batch["audio"])
+        d_loss = self._d_step("frame_discriminator", nets.frame_discriminator, fake, source)
+        with self.frozen(nets.frame_discriminator):
+            with self.autocast():
+                perception = self.perceptual(fake, source)
+                gan = lsgan(nets.frame_discriminator(fake)[1], True)
+                loss = perception + gan
+            self.backward(loss)
+        self.optimizer_step(self.optimizers["generator"])
+        return {"loss": loss.item(), "perception": perception.item(), "gan_i": gan.item(), "d_i": d_loss.item()}
+
+    @staticmethod
+    def _frames(x: torch.Tensor) -> torch.Tensor:
+        """(B, 5, ...) -> (5B, ...) frame-major, like the release's ``cat(split(x, 1, dim=1), 0)``."""
+        return x.transpose(0, 1).reshape(-1, *x.shape[2:])
+
+    @staticmethod
+    def _clips(y: torch.Tensor, batch: int) -> torch.Tensor:
+        """(5B, 3, H, W) frame-major -> (B, 15, H, W), like ``cat(split(y, B, 0), 1)``."""
+        return y.reshape(-1, batch, *y.shape[1:]).transpose(0, 1).reshape(batch, -1, *y.shape[2:])
+
+    def _clip_step(self, batch: dict) -> dict[str, float]:
+        """train_DINet_clip.py: D_I, D_V, then G = perception + GAN_I + GAN_V + 0.1 MSE(SyncNet(mouths), 1)."""
+        nets = self.networks
+        size = batch["source"].shape[0]
+        source = self._frames(batch["source"])
+        with self.autocast():
+            fake = nets.generator(self._frames(batch["masked"]), self._frames(batch["refs"]),
+                                  self._frames(batch["audio"]))
+        fake_clip, real_clip = self._clips(fake, size), self._clips(source, size)
+        d_i = self._d_step("frame_discriminator", nets.frame_discriminator, fake, source)
+        d_v = self._d_step("clip_discriminator", nets.clip_discriminator, fake_clip, real_clip)
+        with self.frozen(nets.frame_discriminator, nets.clip_discriminator, nets.syncnet):
+            with self.autocast():
+                perception = self.perceptual(fake, source)
+                gan_i = lsgan(nets.frame_discriminator(fake)[1], True)
+                gan_v = lsgan(nets.clip_discriminator(fake_clip)[1], True)
+                sync = float(self.options["lamb_syncnet"]) * sync_loss(
+                    nets.syncnet(nets.crop_mouth(fake_clip), batch["audio_full"]), True)
+                loss = perception + gan_i + gan_v + sync
+            self.backward(loss)
+        self.optimizer_step(self.optimizers["generator"])
+        return {"loss": loss.item(), "perception": perception.item(), "gan_i": gan_i.item(), "gan_v": gan_v.item(),
+                "sync": sync.item(), "d_i": d_i.item(), "d_v": d_v.item()}
+
+    def _syncnet_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        net = self.networks.syncnet
+        with self.autocast():
+            positive = sync_loss(net(batch["mouths"], batch["audio"]), True)
+            negative = sync_loss(net(batch["mouths"], batch["audio_off"]), False)
+        return 0.5 * (positive + negative), positive, negative
+
+    def _syncnet_step(self, batch: dict) -> dict[str, float]:
+        """Our SyncNet objective: MSE of the score map to 1 (own audio) and 0 (audio >= 9 frames away)."""
+        loss, positive, negative = self._syncnet_loss(batch)
+        self.backward(loss)
+        self.optimizer_step(self.optimizers["syncnet"])
+        return {"loss": loss.item(), "sync_pos": positive.item(), "sync_neg": negative.item()}
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> dict[str, float]:
+        """L1 of the generated face (frame/clip stages); the SyncNet loss (syncnet stage)."""
+        kind = self.settings.kind
+        if kind == "syncnet":
+            loss, positive, negative = self._syncnet_loss(batch)
+            return {"loss": loss.item(), "sync_pos": positive.item(), "sync_neg": negative.item()}
+        if kind == "clip":
+            source, masked = self._frames(batch["source"]), self._frames(batch["masked"])
+            refs, audio = self._frames(batch["refs"]), self._frames(batch["audio"])
+        else:
+            source, masked, refs, audio = batch["source"], batch["source_masked"], batch["refs"], batch["audio"]
+        with self.autocast():
+            fake = self.networks.generator(masked, refs, audio)
+        return {"loss": F.l1_loss(fake.float(), source).item()}
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    @classmethod
+    def convert_official_checkpoint(cls, checkpoint: Any) -> dict[str, torch.Tensor] | None:
+        """``{"networks.generator.…": tensor, …}`` for the networks an official file holds (None otherwise)."""
+        if official_dinet_layout(checkpoint) is None:
+            return None
+        return flatten_state_dicts(convert_dinet_checkpoint(checkpoint), "networks.")
+
+    def load_checkpoint(self, path: str | Path, strict: bool = True) -> "DINet":
+        """Our checkpoints (every network, strict), or an official release: each network it holds is
+        loaded strictly (errors name the file, the network and the keys), the others are left as they are."""
+        checkpoint = read_checkpoint(path)
+        if is_native_checkpoint(checkpoint):
+            saved = checkpoint.get("model")
+            if saved and saved != self.registered_name:
+                raise CheckpointError(f"{path} holds a {saved!r} checkpoint, not {self.registered_name!r}")
+            if strict:
+                load_state_dict_strict(self, checkpoint["state_dict"], str(path))
+            else:
+                self.load_state_dict(checkpoint["state_dict"], strict=False)
+            return self
+        if official_dinet_layout(checkpoint) is None:
+            raise CheckpointError(f"{path} is neither a talkingface checkpoint nor an official DINet release "
+                                  "(clip_training_DINet_256mouth.pth, a frame-stage file or syncnet_256mouth.pth)")
+        for name, state_dict in convert_dinet_checkpoint(checkpoint, str(path)).items():
+            module = getattr(self.networks, name)
+            if strict:
+                load_state_dict_strict(module, state_dict, f"{path} [{name}]")
+            else:
+                module.load_state_dict(state_dict, strict=False)
+        return self
+
+    # ---- inference ---------------------------------------------------------------------------
+    def generate(self, source_video: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Path:
+        """Dub ``source_video`` with ``audio`` (docs/dinet.md, inference). Options: ``fps`` (e.g. 25; default
+        the source's rate), ``face`` (``largest`` or an index), ``paste`` (``feathered``/``official``),
+        ``batch``, ``feather``, ``progress``, ``seed``."""
+        from .inference import dub
+
+        return dub(self, source_video, audio, output, **options)
