@@ -12,70 +12,61 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class SameBlock1d(nn.Module):
+class _ConvNormReLU(nn.Module):
+    """``conv -> norm -> relu`` with the official attribute names (``conv``, ``norm``, ``relu``)."""
+
+    def __init__(self, conv: nn.Module, norm: nn.Module):
+        super().__init__()
+        self.conv = conv
+        self.norm = norm
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.norm(self.conv(x)))
+
+
+class SameBlock1d(_ConvNormReLU):
     """Conv1d (stride 1) -> BatchNorm1d -> ReLU."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, padding: int):
-        super().__init__()
-        self.conv = nn.Conv1d(in_features, out_features, kernel_size=kernel_size, padding=padding)
-        self.norm = nn.BatchNorm1d(out_features)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.norm(self.conv(x)))
+        super().__init__(nn.Conv1d(in_features, out_features, kernel_size=kernel_size, padding=padding),
+                         nn.BatchNorm1d(out_features))
 
 
-class SameBlock2d(nn.Module):
+class SameBlock2d(_ConvNormReLU):
     """Conv2d (stride 1) -> BatchNorm2d -> ReLU."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
-        self.norm = nn.BatchNorm2d(out_features)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.norm(self.conv(x)))
+        super().__init__(nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding),
+                         nn.BatchNorm2d(out_features))
 
 
-class DownBlock1d(nn.Module):
+class DownBlock1d(_ConvNormReLU):
     """Conv1d with stride 2 -> BatchNorm1d -> ReLU."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, padding: int):
-        super().__init__()
-        self.conv = nn.Conv1d(in_features, out_features, kernel_size=kernel_size, padding=padding, stride=2)
-        self.norm = nn.BatchNorm1d(out_features)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.norm(self.conv(x)))
+        super().__init__(nn.Conv1d(in_features, out_features, kernel_size=kernel_size, padding=padding, stride=2),
+                         nn.BatchNorm1d(out_features))
 
 
-class DownBlock2d(nn.Module):
+class DownBlock2d(_ConvNormReLU):
     """Conv2d with stride 2 -> BatchNorm2d -> ReLU."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1,
                  stride: int = 2):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, stride=stride)
-        self.norm = nn.BatchNorm2d(out_features)
-        self.relu = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.norm(self.conv(x)))
+        super().__init__(nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding,
+                                   stride=stride), nn.BatchNorm2d(out_features))
 
 
-class UpBlock2d(nn.Module):
+class UpBlock2d(_ConvNormReLU):
     """Nearest ×2 upsampling -> Conv2d -> BatchNorm2d -> ReLU."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
-        self.norm = nn.BatchNorm2d(out_features)
-        self.relu = nn.ReLU()
+        super().__init__(nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding),
+                         nn.BatchNorm2d(out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2))))
+        return super().forward(F.interpolate(x, scale_factor=2))
 
 
 class _ResBlock(nn.Module):
