@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from .config import Config, load_config
+from .config import Config, config_root, defaults_of, load_config, read_yaml
 from .data import ClipStore
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluation import EvaluationResult, Evaluator
@@ -30,13 +30,31 @@ logger = logging.getLogger("talkingface")
 
 
 def build_model(name: str, config: Config | Mapping | None = None) -> TalkingFaceModel:
-    """Instantiate the registered model ``name``; a plain dict is layered over the model's defaults."""
+    """Instantiate the registered model ``name``; a plain dict is layered over the model's defaults.
+
+    A dict holding only the model's own options may be given flat: ``build_model("dinet",
+    {"mouth_region_size": 256})`` is ``build_model("dinet", {"dinet": {"mouth_region_size": 256}})``.
+    """
     if not isinstance(config, Config):
-        config = load_config(model=name, config=config)
+        config = load_config(model=name, config=_nested_model_options(name, config))
     model = MODELS.get(name)(config)
     if not isinstance(model, TalkingFaceModel):
         raise ConfigError(f"registered model {name!r} is not a TalkingFaceModel")
     return model
+
+
+def _nested_model_options(name: str, config: Mapping | None) -> Mapping | None:
+    """``config`` under the model's own section when every key is one of that section's options and none
+    is a top-level key; otherwise ``config`` unchanged."""
+    if not config:
+        return config
+    cls = MODELS.get(name)
+    section = cls.registered_name or name
+    own = defaults_of(cls).get(section, {})
+    top_level = read_yaml(config_root() / "overall.yaml")
+    if isinstance(own, Mapping) and all(k in own and k not in top_level and k != section for k in config):
+        return {section: dict(config)}
+    return config
 
 
 def _join_process_group(config: Config) -> DistributedInfo:

@@ -250,3 +250,10 @@ def test_face_index_picks_the_face_left_to_right(tmp_path):
     left = lambda v: np.abs(v[:, :, :half].astype(float) - original[:, :, :half]).mean()  # noqa: E731
     right = lambda v: np.abs(v[:, :, half:].astype(float) - original[:, :, half:]).mean()  # noqa: E731
     assert left(outputs[0]) > 3 * right(outputs[0]) and right(outputs[1]) > 3 * left(outputs[1])
+
+
+def test_flat_model_options_as_in_the_contract():
+    flat = talkingface.build_model("dinet", {"mouth_region_size": 64, "audio_feature": "mfcc"})
+    assert flat.networks.mouth_region_size == 64 and flat.networks.audio_channel == 52
+    with pytest.raises(talkingface.ConfigError):
+        talkingface.build_model("dinet", {"mouth_region_size": 64, "not_an_option": 1})
