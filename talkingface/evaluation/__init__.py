@@ -4,6 +4,7 @@ from .metric import Metric, VideoSample
 from .cpbd import cpbd
 from .fid import FIDMetric, InceptionFeatures, frechet_distance
 from .lmd import lmd
+from .mouth_sync import MouthSyncMetric
 from .lpips import LPIPS, LPIPSMetric
 from .metrics import psnr
 from .ssim import ssim
