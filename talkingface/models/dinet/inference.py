@@ -232,7 +232,7 @@ def dub(model: "DINet", source_video: str | Path, audio: str | Path, output: str
         raise ConfigError(f"paste must be one of {PASTES}, got {paste!r}")
     feather = options.get("feather", opts["feather"])
     feather = float("inf") if feather is None else float(feather)
-    batch_size = max(int(options.get("batch") or opts["infer_batch"]), 1)
+    batch_size = max(int(options.get("batch") or opts["infer_batch"] or (8 if model.device.type == "cuda" else 1)), 1)
     progress = bool(options.get("progress", model.config.get("progress", True)))
     info = probe_video(source)
     fps = float(options.get("fps") or info.fps)

@@ -47,7 +47,7 @@ DINET_DEFAULTS: dict[str, Any] = {
     "crop_seed": 0,                 # per-clip crop scales of the training crops
     "cache_dir": None,              # crop cache; default <store>/cache/dinet_crops
     "seed": 456,                    # inference reference choice (the release's seed)
-    "infer_batch": 8,               # frames per generator call at inference
+    "infer_batch": None,            # frames per generator call; None: 1 on CPU (batching is slower there), 8 on CUDA
     "paste": "feathered",           # feathered | official (hard rectangle of the top 3r rows)
     "feather": None,                # feather width in frame pixels; null: the whole margin around the mouth
     "face": "largest",              # largest | <index> (left to right) of the face to dub
