@@ -77,7 +77,8 @@ def test_installed_example_plugin_runs_from_run_talkingface(tmp_path: Path):
     target = tmp_path / "site"
     pip_install_target(EXAMPLE_PLUGIN, target)
     listed = clean_run(["-m", "talkingface.cli", "list"], tmp_path, target)
-    assert "models: example_inpainter" in listed.stdout
+    models = next(line for line in listed.stdout.splitlines() if line.startswith("models: "))
+    assert "example_inpainter" in models.split(": ")[1].split(", ")  # found through its entry point
     assert "datasets: custom, demo, example_shapes, hdtf, lrs2" in listed.stdout
     # No "plugins" key here: the installed package must be found through its entry point alone.
     overrides = {"progress": False, "saved_dir": str(tmp_path / "saved"),
