@@ -1,15 +1,13 @@
 """LMD, the landmark distance between generated and reference faces; see ``docs/metrics_quality.md``."""
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ..errors import ConfigError, DataError, TalkingFaceError
-from ..face import FaceBackend, build_face_backend, track_frames
+from ..errors import ConfigError, DataError
+from ..face import track_frames
 from ..registry import register_metric
 from .frames import same_size
-from .metric import Metric, VideoSample
+from .metric import FaceBackendMetric, VideoSample
 
 LANDMARK_REGIONS: dict[str, slice] = {"mouth": slice(48, 68), "face": slice(0, 68)}
 
@@ -42,7 +40,7 @@ def lmd(landmarks_a: np.ndarray, landmarks_b: np.ndarray, region: str = "mouth",
 
 
 @register_metric("lmd")
-class LMDMetric(Metric):
+class LMDMetric(FaceBackendMetric):
     """Mouth LMD (centred, Euclidean, frame pixels) on frames where the face backend finds a face in both videos.
 
     Landmarks come from ``preprocess.face_backend`` (dlib by default), detected on every frame, unsmoothed.
@@ -50,28 +48,9 @@ class LMDMetric(Metric):
 
     higher_is_better = {"lmd": False}
 
-    def __init__(self, config: Any = None):
-        super().__init__(config)
-        self._backend: FaceBackend | None = None
-
-    def _backend_name(self) -> str:
-        return (self.config or {}).get("preprocess", {}).get("face_backend", "dlib")
-
-    def unavailable(self) -> str | None:
-        try:
-            self._face_backend()
-        except TalkingFaceError as exc:
-            return str(exc)
-        return None
-
-    def _face_backend(self) -> FaceBackend:
-        if self._backend is None:
-            self._backend = build_face_backend(self._backend_name(), self.config)
-        return self._backend
-
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
         same_size(generated, reference)
-        backend = self._face_backend()  # each video streamed once; both cut to the shorter length afterwards
+        backend = self.face_backend()  # each video streamed once; both cut to the shorter length afterwards
         track_a = track_frames(backend, generated.iter_frames(), detect_every=1, max_gap=0, smoothing_window=1)
         track_b = track_frames(backend, reference.iter_frames(), detect_every=1, max_gap=0, smoothing_window=1)
         n = min(len(track_a), len(track_b))

@@ -99,3 +99,32 @@ class Metric(abc.ABC):
     def compute(self) -> dict[str, float]:
         """Mean of each per-video value (override for pooled metrics such as FID)."""
         return {key: float(np.mean(values)) for key, values in self.values.items()}
+
+
+class FaceBackendMetric(Metric):
+    """A metric that measures faces with ``preprocess.face_backend`` (dlib by default), built once on first use;
+    it is reported as skipped when the backend cannot be built here."""
+
+    def __init__(self, config: Any = None):
+        self._backend: Any = None
+        super().__init__(config)
+
+    @property
+    def face_backend_name(self) -> str:
+        return self.option("preprocess.face_backend", "dlib")
+
+    def face_backend(self) -> Any:
+        if self._backend is None:
+            from ..face import build_face_backend
+
+            self._backend = build_face_backend(self.face_backend_name, self.config)
+        return self._backend
+
+    def unavailable(self) -> str | None:
+        from ..errors import TalkingFaceError
+
+        try:
+            self.face_backend()
+        except TalkingFaceError as exc:
+            return str(exc)
+        return None

@@ -13,15 +13,15 @@ logged reason and counted in ``mouth_sync_skipped``. A reference without any fac
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
-from ..errors import DataError, TalkingFaceError
-from ..face import FaceBackend, build_face_backend, track_frames
+from ..errors import DataError
+from ..face import FaceBackend, track_frames
 from ..registry import register_metric
 from .frames import same_size
-from .metric import Metric, VideoSample
+from .metric import FaceBackendMetric, VideoSample
 
 logger = logging.getLogger(__name__)
 
@@ -77,37 +77,21 @@ def pearson(a: np.ndarray, b: np.ndarray) -> tuple[float, str | None]:
 
 
 @register_metric("mouth_sync")
-class MouthSyncMetric(Metric):
+class MouthSyncMetric(FaceBackendMetric):
     """Pearson r between the generated and reference inner-lip gap (dlib, every frame, unsmoothed); mean
     over the videos where it is defined. ``mouth_sync_skipped`` counts videos where it is not."""
 
     higher_is_better = {"mouth_sync": True}
 
-    def __init__(self, config: Any = None):
-        self._backend: FaceBackend | None = None
-        super().__init__(config)
-
     def reset(self) -> None:
         super().reset()
         self.skipped_videos: list[str] = []
 
-    def _face_backend(self) -> FaceBackend:
-        if self._backend is None:
-            self._backend = build_face_backend(self.option("preprocess.face_backend", "dlib"), self.config)
-        return self._backend
-
-    def unavailable(self) -> str | None:
-        try:
-            self._face_backend()
-        except TalkingFaceError as exc:
-            return str(exc)
-        return None
-
     def gap(self, video: VideoSample) -> np.ndarray:
         """The video's lip-gap series, computed once and kept in ``video.cache``."""
-        key = ("mouth_sync_gap", self.option("preprocess.face_backend", "dlib"))
+        key = ("mouth_sync_gap", self.face_backend_name)
         if key not in video.cache:
-            video.cache[key] = measure_lip_gap(self._face_backend(), video.iter_frames())
+            video.cache[key] = measure_lip_gap(self.face_backend(), video.iter_frames())
         return video.cache[key]
 
     def score(self, generated: VideoSample, reference: VideoSample | None) -> dict[str, float]:
