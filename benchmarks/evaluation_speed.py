@@ -127,6 +127,26 @@ def count_flops(weights: dict[str, str]) -> dict[str, float]:
 
 # ---------------------------------------------------------------- our side (child processes)
 
+def time_face_protocol(video: str, detector, scorer, repeats: int, times: list, loads: list, scored) -> tuple:
+    """Time the face protocol's two passes ``repeats`` times; ``scored(found_tracks)`` picks the tracks pass 2
+    scores. Appends each total to ``times`` and the load before it to ``loads``."""
+    from talkingface.evaluation.syncnet.face_protocol import find_tracks, score_tracks
+    from talkingface.evaluation.syncnet.face_tracks import TrackingOptions
+
+    options = TrackingOptions()
+    pass1, pass2 = [], []
+    for _ in range(repeats):
+        loads.append(os.getloadavg()[0])
+        start = time.perf_counter()
+        tracks = find_tracks(video, detector, options)
+        pass1.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        scores = score_tracks(video, scored(tracks), scorer, options)
+        pass2.append(time.perf_counter() - start)
+        times.append(pass1[-1] + pass2[-1])
+    return tracks, scores, pass1, pass2
+
+
 def child(spec: dict) -> dict:
     import numpy as np
     import torch
@@ -146,47 +166,28 @@ def child(spec: dict) -> dict:
             times.append(time.perf_counter() - start)
         extra = {"lse_d": result["lse_d"], "lse_c": result["lse_c"]}
     elif task == "face":
-        from talkingface.evaluation.syncnet.face_protocol import S3FDProtocolDetector, find_tracks, score_tracks
-        from talkingface.evaluation.syncnet.face_tracks import FaceTrack, TrackingOptions
+        from talkingface.evaluation.syncnet.face_protocol import S3FDProtocolDetector
+        from talkingface.evaluation.syncnet.face_tracks import FaceTrack
         from talkingface.evaluation.syncnet.scorer import SyncNetScorer
         from talkingface.face.s3fd import S3FDDetector
 
         scorer = SyncNetScorer(spec["weights"]["syncnet"], device="cpu")
         detector = S3FDProtocolDetector(S3FDDetector(spec["weights"]["s3fd"], device="cpu"))
-        options = TrackingOptions()
         frames = spec["frames"]
         forced = FaceTrack(np.arange(frames), np.tile(np.array(spec["box"], dtype=np.float64), (frames, 1)))
-        pass1, pass2 = [], []
-        for _ in range(repeats):
-            loads.append(os.getloadavg()[0])
-            start = time.perf_counter()
-            tracks = find_tracks(video, detector, options)
-            pass1.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            scores = score_tracks(video, [forced], scorer, options)
-            pass2.append(time.perf_counter() - start)
-            times.append(pass1[-1] + pass2[-1])
+        tracks, scores, pass1, pass2 = time_face_protocol(video, detector, scorer, repeats, times, loads,
+                                                          scored=lambda found: [forced])
         extra = {"find_tracks_s": pass1, "score_forced_track_s": pass2, "tracks_found": len(tracks),
                  "lse_d": scores[0].lse_d, "lse_c": scores[0].lse_c}
     elif task == "face_default":  # the face protocol as shipped without sfd_face.pth: dlib detection, real tracks
-        from talkingface.evaluation.syncnet.face_protocol import BackendDetector, find_tracks, score_tracks
-        from talkingface.evaluation.syncnet.face_tracks import TrackingOptions
+        from talkingface.evaluation.syncnet.face_protocol import BackendDetector
         from talkingface.evaluation.syncnet.scorer import SyncNetScorer
         from talkingface.face import build_face_backend
 
         scorer = SyncNetScorer(spec["weights"]["syncnet"], device="cpu")
         detector = BackendDetector(build_face_backend("dlib"))
-        options = TrackingOptions()
-        pass1, pass2 = [], []
-        for _ in range(repeats):
-            loads.append(os.getloadavg()[0])
-            start = time.perf_counter()
-            tracks = find_tracks(video, detector, options)
-            pass1.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            scores = score_tracks(video, tracks, scorer, options)
-            pass2.append(time.perf_counter() - start)
-            times.append(pass1[-1] + pass2[-1])
+        tracks, scores, pass1, pass2 = time_face_protocol(video, detector, scorer, repeats, times, loads,
+                                                          scored=lambda found: found)
         extra = {"find_tracks_s": pass1, "score_tracks_s": pass2,
                  "tracks": [[t.start, t.end] for t in tracks], "lse_d": [t.lse_d for t in scores]}
     elif task == "fid":
