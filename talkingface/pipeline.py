@@ -14,10 +14,11 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from .config import Config, config_root, defaults_of, load_config, read_yaml
+from .config import Config, config_root, load_config, read_yaml
 from .data import ClipStore
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluation import EvaluationResult, Evaluator
+from .evaluation.split import evaluate_split, summary_row
 from .evaluation.report import results_table
 from .io_utils import atomic_write_json
 from .log import setup_logging
@@ -50,7 +51,8 @@ def _nested_model_options(name: str, config: Mapping | None) -> Mapping | None:
         return config
     cls = MODELS.get(name)
     section = cls.registered_name or name
-    own = defaults_of(cls).get(section, {})
+    defaults = load_config(model=section)  # the model's default_config and configs/model/<name>.yaml
+    own = defaults[section] if section in defaults else {}
     top_level = read_yaml(config_root() / "overall.yaml")
     if isinstance(own, Mapping) and all(k in own and k not in top_level and k != section for k in config):
         return {section: dict(config)}
@@ -203,37 +205,6 @@ def train_recipe(model: TalkingFaceModel, store: ClipStore, config: Config, run_
     return results
 
 
-def evaluate_split(model: TalkingFaceModel, store: ClipStore, config: Config, output_dir: Path,
-                   evaluator: Evaluator | None = None) -> EvaluationResult:
-    """Dub every clip of the evaluation split with its own audio and score it against the original.
-
-    Already generated videos are reused, so an interrupted evaluation resumes. Pass an ``evaluator``
-    to reuse its loaded networks across checkpoints.
-    """
-    opts = config["evaluate"]
-    clips = store.split(opts["split"])
-    if opts["max_videos"] is not None:
-        clips = clips[: int(opts["max_videos"])]
-    if not clips:
-        raise DataError(f"{store.root}: split {opts['split']!r} is empty")
-    model.eval()
-    pairs = []
-    for clip in clips:
-        out = output_dir / "generated" / f"{clip.name}.mp4"
-        if not out.exists():
-            with torch.no_grad():
-                model.generate(clip.video_path, clip.audio_path, out)
-        pairs.append((clip.name, out, clip.video_path))
-    evaluator = evaluator or Evaluator(opts["metrics"], config, progress=bool(config["progress"]))
-    result = evaluator.evaluate(pairs, resume_file=output_dir / "rows.jsonl")
-    result.save(output_dir)
-    return result
-
-
-def _summary_row(result: EvaluationResult) -> dict[str, Any]:
-    return {**result.summary, **result.skipped}
-
-
 def run(model: str, dataset: str, config: Mapping | None = None, config_files: Iterable[str | Path] = (),
         cli_overrides: Mapping | None = None) -> dict[str, Any]:
     """Preprocess if needed -> train -> evaluate on the test split -> print and save the results.
@@ -261,9 +232,13 @@ def _run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         net.to(resolve_device(cfg["device"]))
     if cfg["evaluate"]["enabled"] and distributed_info().is_main:
         evaluation = evaluate_split(net, store, cfg, run_dir / "evaluation")
-        results["evaluate"] = evaluation.summary
-        results["skipped"] = evaluation.skipped
-        print(results_table({f"{cfg['model']} on {cfg['dataset']}": _summary_row(evaluation)}))
+        results["evaluate"] = evaluation.result.summary
+        results["skipped"] = evaluation.result.skipped
+        if evaluation.control is not None:
+            results["control"] = {"audio_shift": evaluation.control_shift, "evaluate": evaluation.control.summary,
+                                  "skipped": evaluation.control.skipped}
+        results["strips"] = [str(path) for path in evaluation.strips]
+        print(results_table(evaluation.table_rows(f"{cfg['model']} on {cfg['dataset']}")))
     if distributed_info().is_main:
         atomic_write_json(run_dir / "results.json", results)
     return results
@@ -280,12 +255,15 @@ def evaluate_checkpoints(model: str, dataset: str, checkpoints: str, config: Map
     store = preprocess(dataset, cfg)
     device = resolve_device(cfg["device"])
     table: dict[str, dict] = {}
-    evaluator = Evaluator(cfg["evaluate"]["metrics"], cfg, progress=bool(cfg["progress"]))  # networks load once
+    opts = cfg["evaluate"]
+    evaluator = Evaluator(opts["metrics"], cfg, progress=bool(cfg["progress"]))  # networks load once
+    control = None if opts["control_audio_shift"] is None else \
+        Evaluator(opts["control_metrics"] if opts["control_metrics"] is not None else opts["metrics"], cfg,
+                  progress=bool(cfg["progress"]))
     for index, path in enumerate(paths):
         net = build_model(model, cfg).load_checkpoint(path).to(device)
-        label = str(path)
-        result = evaluate_split(net, store, cfg, run_dir / f"{index:03d}-{path.stem}", evaluator)
-        table[label] = _summary_row(result)
+        evaluation = evaluate_split(net, store, cfg, run_dir / f"{index:03d}-{path.stem}", evaluator, control)
+        table.update(evaluation.table_rows(str(path)))
     atomic_write_json(run_dir / "comparison.json", table)
     print(results_table(table))
     return {"run_dir": str(run_dir), "checkpoints": table}
@@ -316,7 +294,7 @@ def evaluate_videos(videos: str | Path, references: str | Path | None = None, me
     names = list(metrics) if metrics else list(cfg["evaluate"]["metrics"])
     result = Evaluator(names, cfg, progress=progress).evaluate(pairs, resume_file=output_dir / "rows.jsonl")
     result.save(output_dir)
-    print(results_table({str(videos): _summary_row(result)}))
+    print(results_table({str(videos): summary_row(result)}))
     return result
 
 

@@ -111,8 +111,11 @@ def test_mouth_opens_only_in_the_lower_face():
     assert opened[mouth].mean() < closed[mouth].mean() - 60
     measured_closed = detect_landmarks(closed.astype(np.uint8))
     measured_open = detect_landmarks(opened.astype(np.uint8))
-    assert measured_open[8, 1] > measured_closed[8, 1] + 4  # the chin moved down
-    assert measured_open[66, 1] - measured_open[62, 1] > measured_closed[66, 1] - measured_closed[62, 1] + 10
+    gap_change = (measured_open[66, 1] - measured_open[62, 1]) - (measured_closed[66, 1] - measured_closed[62, 1])
+    assert gap_change > 10
+    # The lips do the talking: the chin (outside DINet's mouth mask) moves by a fraction of the lip gap, so
+    # a model cannot read the opening off it (docs/dinet_demo.md).
+    assert 0 <= measured_open[8, 1] - measured_closed[8, 1] < gap_change / 3
 
 
 def test_opening_follows_the_audio_energy():

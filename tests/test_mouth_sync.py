@@ -132,26 +132,31 @@ def test_needs_reference_and_same_size(clips, metric, tmp_path):
 
 
 def test_strip_rows_and_columns(clips, tmp_path):
-    out = write_strip(clips["reversed"], clips["original"], tmp_path / "run" / "strip.png", frames=8)
+    rows = [("generated", clips["reversed"]), ("control", clips["shifted"]), ("ground truth", clips["original"])]
+    out = write_strip(rows, tmp_path / "run" / "strip.png", frames=8)
     image = np.asarray(Image.open(out))
-    assert image.shape == (2 * 256, LABEL_WIDTH + 8 * 256, 3)
+    assert image.shape == (3 * 256, LABEL_WIDTH + 8 * 256, 3)
     generated, reference = read_frames(clips["reversed"]), read_frames(clips["original"])
+    control = read_frames(clips["shifted"])
     indices = strip_indices(len(reference), 8)
     assert indices[0] == 0 and indices[-1] == len(reference) - 1 and len(indices) == 8
     for column, index in ((0, indices[0]), (7, indices[-1])):
         left = LABEL_WIDTH + column * 256
         assert np.abs(image[:256, left:left + 256].astype(int) - generated[index]).mean() < 1
-        assert np.abs(image[256:, left:left + 256].astype(int) - reference[index]).mean() < 1
+        assert np.abs(image[256:512, left:left + 256].astype(int) - control[index]).mean() < 1
+        assert np.abs(image[512:, left:left + 256].astype(int) - reference[index]).mean() < 1
     assert not list(out.parent.glob("*.tmp*"))
 
 
 def test_strip_short_video_and_errors(clips, tmp_path):
     short = _write(tmp_path / "short.mp4", read_frames(clips["original"])[:3])
-    image = np.asarray(Image.open(write_strip(short, clips["original"], tmp_path / "s.png", frames=8)))
+    image = np.asarray(Image.open(write_strip([("g", short), ("gt", clips["original"])], tmp_path / "s.png", frames=8)))
     assert image.shape == (512, LABEL_WIDTH + 3 * 256, 3)
     assert strip_indices(0, 8) == []
     with pytest.raises(ConfigError, match="s2.png"):
-        write_strip(short, clips["original"], tmp_path / "s2.png", frames=0)
+        write_strip([("g", short), ("gt", clips["original"])], tmp_path / "s2.png", frames=0)
+    with pytest.raises(ConfigError, match="s3.png"):
+        write_strip([], tmp_path / "s3.png")
 
 
 def test_generated_video_without_a_face_is_skipped(clips, reference, caplog):

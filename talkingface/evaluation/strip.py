@@ -1,8 +1,8 @@
-"""A side-by-side PNG strip: evenly spaced frames of a generated video above the same frames of its reference."""
+"""A PNG strip: the same evenly spaced frames of several videos (generated, ground truth, ...), one labelled row each."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -55,22 +55,26 @@ def _row(frames: Iterable[np.ndarray], height: int, text: str) -> np.ndarray:
     return np.concatenate([_label(text, height), *cells], axis=1)
 
 
-def write_strip(generated_path: str | Path, reference_path: str | Path, out_png: str | Path, frames: int = 8) -> Path:
-    """Write ``out_png`` (atomically): ``frames`` evenly spaced frames of the generated video in the top row
-    and the same frame indices of the reference (ground truth) below, each row labelled. Frames are taken over
-    the shorter video; a reference of another size is scaled to the generated height."""
+def write_strip(rows: Sequence[tuple[str, str | Path]], out_png: str | Path, frames: int = 8) -> Path:
+    """Write ``out_png`` (atomically): one labelled row per ``(label, video)`` in ``rows`` (e.g. generated,
+    then ground truth), each showing the same ``frames`` evenly spaced frame indices. Frames are taken over
+    the shortest video; rows of another size are scaled to the first row's height."""
     if frames < 1:
         raise ConfigError(f"write_strip: frames must be at least 1, got {frames} (for {out_png})")
-    generated_path, reference_path = Path(generated_path), Path(reference_path)
-    count = min(probe_video(generated_path).frame_count, probe_video(reference_path).frame_count)
+    if not rows:
+        raise ConfigError(f"write_strip: no videos to put in the strip {out_png}")
+    paths = [Path(path) for _, path in rows]
+    count = min(probe_video(path).frame_count for path in paths)
     indices = strip_indices(count, frames)
     if not indices:
-        raise MediaError(f"{generated_path} or {reference_path} has no frames to put in the strip {out_png}")
-    top = _pick(generated_path, indices)
-    height = top[0].shape[0]
-    bottom = _pick(reference_path, indices)
-    rows = [_row(top, height, "generated"), _row(bottom, height, "ground truth")]
-    width = max(row.shape[1] for row in rows)
-    rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
-    image = Image.fromarray(np.concatenate(rows, axis=0).astype(np.uint8))
+        raise MediaError(f"{' or '.join(map(str, paths))} has no frames to put in the strip {out_png}")
+    height = None
+    images = []
+    for (label, _), path in zip(rows, paths):
+        picked = _pick(path, indices)
+        height = height or picked[0].shape[0]
+        images.append(_row(picked, height, label))
+    width = max(image.shape[1] for image in images)
+    images = [np.pad(image, ((0, 0), (0, width - image.shape[1]), (0, 0)), constant_values=255) for image in images]
+    image = Image.fromarray(np.concatenate(images, axis=0).astype(np.uint8))
     return atomic_write(out_png, lambda tmp: image.save(tmp, format="PNG"))

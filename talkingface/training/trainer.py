@@ -138,6 +138,7 @@ class Trainer:
         window: dict[str, list[float]] = defaultdict(list)
         latest: dict[str, float] = {}
         saved_at = self.step if resume else -1
+        validated_at = -1
         progress = progress_bar(total, f"train {self.model.registered_name}", "step",
                                 enabled=self.dist.is_main and bool(self.config["progress"]), initial=self.step)
         started, start_step = time.monotonic(), self.step
@@ -163,8 +164,10 @@ class Trainer:
                     progress.set_postfix({k[6:]: f"{v:.4g}" for k, v in list(means.items())[:4]})
                     if scalars:
                         scalars.log(self.step, self.epoch, means)
-                if val_set is not None and val_every and self.step % int(val_every) == 0:
+                final = self.step >= total  # validated too, so the last checkpoint's monitor is current
+                if val_set is not None and ((val_every and self.step % int(val_every) == 0) or final):
                     latest.update(self.validate(val_set, scalars))
+                    validated_at = self.step
                 if ckpt_every and self.step % int(ckpt_every) == 0:
                     saved_at = self._checkpoint(latest)
                 if self.step >= total:
@@ -174,8 +177,9 @@ class Trainer:
                 self.batches_done = 0
                 for scheduler in self.schedulers.values():
                     scheduler.step()
-                if val_set is not None and not val_every:
+                if val_set is not None and not val_every and validated_at != self.step:
                     latest.update(self.validate(val_set, scalars))
+                    validated_at = self.step
                 if not ckpt_every:
                     saved_at = self._checkpoint(latest)
         progress.close()

@@ -13,12 +13,13 @@ from skimage.transform import SimilarityTransform, warp
 from .face import BaseFace
 
 # How far each landmark (0-based iBUG index) moves down at full opening, as a fraction of the lower
-# lip's travel: the lower lip rides on the jaw, the chin travels less and the jaw sides taper off.
+# lip's travel. The lips do the talking: the chin and jaw sides barely move, so that the lower face outside
+# a lip-sync model's mouth mask (DINet's ends at about the chin) does not give the opening away.
 LOWER_FACE_PROFILE = {
     65: 0.9, 66: 1.0, 67: 0.9,                       # inner lower lip
     55: 0.7, 56: 0.95, 57: 1.0, 58: 0.95, 59: 0.7,   # outer lower lip
     48: 0.25, 54: 0.25, 60: 0.3, 64: 0.3,            # lip corners
-    5: 0.15, 6: 0.35, 7: 0.5, 8: 0.6, 9: 0.5, 10: 0.35, 11: 0.15,  # jaw and chin
+    6: 0.04, 7: 0.08, 8: 0.1, 9: 0.08, 10: 0.04,  # jaw and chin
 }
 LIP_TRAVEL = 0.28         # lower-lip travel at opening 1, in mouth widths (48-54)
 UPPER_TEETH = 0.6         # upper teeth reach this far into the closed inner-lip gap, from the top

@@ -3,7 +3,7 @@
 ``networks`` (official layout), ``data`` (crops, clips, datasets, inference plan), ``model`` (the registered
 ``dinet`` model: stages, losses, inference). See docs/dinet.md.
 """
-from .model import DINET_DEFAULTS, DINet, audio_width
+from .model import DINet, audio_width
 from .stages import StageSettings, lr_factor, stage_settings
 
-__all__ = ["DINET_DEFAULTS", "DINet", "StageSettings", "audio_width", "lr_factor", "stage_settings"]
+__all__ = ["DINet", "StageSettings", "audio_width", "lr_factor", "stage_settings"]

@@ -22,41 +22,6 @@ from .syncnet_data import SyncNetPairDataset
 logger = logging.getLogger(__name__)
 
 
-def _stage(mouth: int, augment_num: int, batch_size: int, epochs: int, non_decay: int = 200, decay: int = 200) -> dict:
-    return {"mouth": mouth, "augment_num": augment_num, "batch_size": batch_size, "epochs": epochs,
-            "non_decay": non_decay, "decay": decay}
-
-
-DINET_DEFAULTS: dict[str, Any] = {
-    "mouth_region_size": 256,      # inference mouth (256: the released checkpoints); a stage sets its own
-    "audio_feature": "deepspeech",  # any registered per-frame feature; the audio encoders' width follows it
-    "audio_reduction": "auto",      # auto | flatten | time_mean (docs/dinet_data.md, feature width)
-    "recipe": ["syncnet", "frame64", "frame128", "frame256", "clip"],
-    "stages": {                     # authors' values (train_DINet_*.py, README); syncnet: ours
-        "syncnet": _stage(256, 20, 12, 100, 50, 50),
-        "frame64": _stage(64, 32, 24, 270),
-        "frame128": _stage(128, 100, 80, 200),
-        "frame256": _stage(256, 20, 12, 200),
-        "clip": _stage(256, 3, 3, 160),
-    },
-    "lr": 1e-4,                     # Adam, default betas, for every network
-    "lamb_perception": 10.0,
-    "lamb_syncnet": 0.1,
-    "vgg19_weights": None,          # default checkpoints/vgg19-dcbb9e9d.pth
-    "perceptual_fallback": "l1",    # without the VGG19 weights: l1 (warn, pixel L1) | error
-    "crop_seed": 0,                 # per-clip crop scales of the training crops
-    "cache_dir": None,              # crop cache; default <store>/cache/dinet_crops
-    "seed": 456,                    # inference reference choice (the release's seed)
-    "infer_batch": None,            # frames per generator call; None: 1 on CPU (batching is slower there), 8 on CUDA
-    "paste": "feathered",           # feathered | official (hard rectangle of the top 3r rows)
-    "feather": None,                # feather width in frame pixels; null: the whole margin around the mouth
-    "face": "largest",              # largest | <index> (left to right) of the face to dub
-    "face_backend": None,           # null: preprocess.face_backend (detect_every, smoothing_window from there too)
-    "infer_max_gap": 0,             # interpolate landmarks over missing-face runs up to this long (0: pass through)
-    "reverse_block_frames": 250,    # ping-pong: frames decoded per block when playing the video backwards
-}
-
-
 def audio_width(config: Mapping[str, Any]) -> int:
     """The audio encoders' input width for ``dinet.audio_feature`` (``frame_vectors`` rule)."""
     options = config["dinet"]
@@ -74,7 +39,7 @@ class DINet(TalkingFaceModel):
     (``enter_stage``); without a stage the model trains the frame stage at ``dinet.mouth_region_size``.
     """
 
-    default_config = {"dinet": DINET_DEFAULTS}
+    # The defaults live in configs/model/dinet.yaml, which load_config layers in for the model "dinet".
     default_dataset = "demo"
     smoke_config = {"demo": {"clips": 3}, "preprocess": {"features": ["mfcc"]},
                     "dinet": {"mouth_region_size": 64, "audio_feature": "mfcc"}}
