@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from talkingface.config import load_config
-from talkingface.errors import DataError
+from talkingface.errors import ConfigError, DataError
 from talkingface.evaluation.report import results_table
 from talkingface.evaluation.split import evaluate_split, shift_audio
 from talkingface.media import VideoWriter, iter_frames, read_audio, write_wav
@@ -90,3 +90,13 @@ def test_control_is_off_by_default_and_strips_can_be_turned_off(tiny, tmp_path):
     assert evaluation.control is None and evaluation.strips == ()
     assert list(evaluation.table_rows("x")) == ["x"] and len(model.calls) == 1
     assert not (tmp_path / "e" / "control").exists() and not (tmp_path / "e" / "strips").exists()
+
+
+@pytest.mark.parametrize("bad, message", [({"strip_frames": -1}, "strip_frames"),
+                                          ({"control_audio_shift": 0}, "control_audio_shift")])
+def test_bad_settings_stop_before_any_dubbing(tiny, tmp_path, bad, message):
+    config = load_config("example_inpainter", "example_shapes", config=tiny(evaluate={"metrics": ["psnr"], **bad}))
+    model = AudioBlindModel()
+    with pytest.raises(ConfigError, match=message):
+        evaluate_split(model, preprocess("example_shapes", config), config, tmp_path / "e")
+    assert model.calls == [] and not (tmp_path / "e").exists()

@@ -85,6 +85,12 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
         clips = clips[: int(opts["max_videos"])]
     if not clips:
         raise DataError(f"{store.root}: split {opts['split']!r} is empty")
+    strip_frames = int(opts["strip_frames"])
+    if strip_frames < 0:
+        raise ConfigError(f"evaluate.strip_frames must be 0 (no strips) or more, got {strip_frames}")
+    shift = None if opts["control_audio_shift"] is None else float(opts["control_audio_shift"])
+    if shift is not None and shift <= 0:
+        raise ConfigError(f"evaluate.control_audio_shift must be a positive number of seconds, got {shift}")
     progress = bool(config["progress"])
     model.eval()
     pairs = _dub_all(model, clips, output_dir / "generated", lambda clip: clip.audio_path)
@@ -93,9 +99,7 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
     result.save(output_dir)
     evaluation = SplitEvaluation(result)
     control_pairs: dict[str, Path] = {}
-    shift = opts["control_audio_shift"]
     if shift is not None:
-        shift = float(shift)
         folder = output_dir / "control"
         rate = int(config["preprocess"]["sample_rate"])
 
@@ -104,21 +108,19 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
             return target if target.exists() else shift_audio(clip.audio_path, target, shift, rate)
 
         pairs_control = _dub_all(model, clips, folder / "generated", shifted)
-        control_pairs = {name: generated for name, generated, _ in pairs_control}
+        control_pairs = {name: generated for name, generated, _ in pairs_control}  # for the strips
         metrics = opts["control_metrics"] if opts["control_metrics"] is not None else opts["metrics"]
         control_evaluator = control_evaluator or Evaluator(metrics, config, progress=progress)
         evaluation.control = control_evaluator.evaluate(pairs_control, resume_file=folder / "rows.jsonl")
         evaluation.control.save(folder)
         evaluation.control_shift = shift
-    evaluation.strips = tuple(_write_strips(pairs, control_pairs, shift, output_dir / "strips",
-                                            int(opts["strip_frames"])))
+    evaluation.strips = tuple(_write_strips(pairs, control_pairs, shift, output_dir / "strips", strip_frames))
     return evaluation
 
 
 def _write_strips(pairs: list[tuple], control: dict[str, Path], shift: float | None, folder: Path,
                   frames: int) -> list[Path]:
-    if frames < 0:
-        raise ConfigError(f"evaluate.strip_frames must be 0 (no strips) or more, got {frames}")
+    """One PNG per clip: generated, control (when run) and ground truth rows (none when ``frames`` is 0)."""
     strips = []
     for name, generated, reference in pairs if frames else ():
         rows = [("generated", generated)]
