@@ -18,7 +18,7 @@ from .config import Config, config_root, load_config, read_yaml
 from .data import ClipStore
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluation import EvaluationResult, Evaluator
-from .evaluation.split import evaluate_split, summary_row
+from .evaluation.split import build_control_evaluator, evaluate_split, summary_row
 from .evaluation.report import results_table
 from .io_utils import atomic_write_json
 from .log import setup_logging
@@ -255,11 +255,8 @@ def evaluate_checkpoints(model: str, dataset: str, checkpoints: str, config: Map
     store = preprocess(dataset, cfg)
     device = resolve_device(cfg["device"])
     table: dict[str, dict] = {}
-    opts = cfg["evaluate"]
-    evaluator = Evaluator(opts["metrics"], cfg, progress=bool(cfg["progress"]))  # networks load once
-    control = None if opts["control_audio_shift"] is None else \
-        Evaluator(opts["control_metrics"] if opts["control_metrics"] is not None else opts["metrics"], cfg,
-                  progress=bool(cfg["progress"]))
+    evaluator = Evaluator(cfg["evaluate"]["metrics"], cfg, progress=bool(cfg["progress"]))  # networks load once
+    control = build_control_evaluator(cfg)
     for index, path in enumerate(paths):
         net = build_model(model, cfg).load_checkpoint(path).to(device)
         evaluation = evaluate_split(net, store, cfg, run_dir / f"{index:03d}-{path.stem}", evaluator, control)

@@ -58,6 +58,16 @@ def shift_audio(source: str | Path, target: str | Path, seconds: float, sample_r
     return write_wav(target, np.roll(samples, shift), sample_rate)
 
 
+def build_control_evaluator(config: Any) -> Evaluator | None:
+    """The evaluator of the control row (``evaluate.control_metrics``, default ``evaluate.metrics``), or
+    ``None`` when ``evaluate.control_audio_shift`` is off."""
+    opts = config["evaluate"]
+    if opts["control_audio_shift"] is None:
+        return None
+    names = opts["control_metrics"] if opts["control_metrics"] is not None else opts["metrics"]
+    return Evaluator(names, config, progress=bool(config["progress"]))
+
+
 def _dub_all(model: Any, clips: Sequence[Any], folder: Path, audio_of: Callable[[Any], Path]) -> list[tuple]:
     """``(name, generated, reference)`` pairs; videos already in ``folder`` are reused (resume)."""
     pairs = []
@@ -91,10 +101,9 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
     shift = None if opts["control_audio_shift"] is None else float(opts["control_audio_shift"])
     if shift is not None and shift <= 0:
         raise ConfigError(f"evaluate.control_audio_shift must be a positive number of seconds, got {shift}")
-    progress = bool(config["progress"])
     model.eval()
     pairs = _dub_all(model, clips, output_dir / "generated", lambda clip: clip.audio_path)
-    evaluator = evaluator or Evaluator(opts["metrics"], config, progress=progress)
+    evaluator = evaluator or Evaluator(opts["metrics"], config, progress=bool(config["progress"]))
     result = evaluator.evaluate(pairs, resume_file=output_dir / "rows.jsonl")
     result.save(output_dir)
     evaluation = SplitEvaluation(result)
@@ -109,8 +118,7 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
 
         pairs_control = _dub_all(model, clips, folder / "generated", shifted)
         control_pairs = {name: generated for name, generated, _ in pairs_control}  # for the strips
-        metrics = opts["control_metrics"] if opts["control_metrics"] is not None else opts["metrics"]
-        control_evaluator = control_evaluator or Evaluator(metrics, config, progress=progress)
+        control_evaluator = control_evaluator or build_control_evaluator(config)
         evaluation.control = control_evaluator.evaluate(pairs_control, resume_file=folder / "rows.jsonl")
         evaluation.control.save(folder)
         evaluation.control_shift = shift
