@@ -100,3 +100,22 @@ def test_bad_settings_stop_before_any_dubbing(tiny, tmp_path, bad, message):
     with pytest.raises(ConfigError, match=message):
         evaluate_split(model, preprocess("example_shapes", config), config, tmp_path / "e")
     assert model.calls == [] and not (tmp_path / "e").exists()
+
+
+def test_the_control_reuses_what_was_measured_on_the_ground_truth(tiny, tmp_path, monkeypatch):
+    import talkingface.evaluation.mouth_sync as mouth_sync
+
+    measured: list[str] = []
+
+    def fake_lip_gap(backend, frames):  # counts the lip-gap passes instead of running dlib on 32 px shapes
+        measured.append("pass")
+        return np.sin(np.arange(12) * (0.5 + len(measured) % 3))
+
+    monkeypatch.setattr(mouth_sync, "measure_lip_gap", fake_lip_gap)
+    config = load_config("example_inpainter", "example_shapes", config=tiny(
+        example_shapes={"clips": 5, "seconds": 0.8, "size": 32, "val_clips": 1, "test_clips": 2},
+        evaluate={"metrics": ["mouth_sync"], "control_audio_shift": 0.4, "strip_frames": 0}))
+    evaluation = evaluate_split(AudioBlindModel(), preprocess("example_shapes", config), config, tmp_path / "e")
+    # 2 clips: generated + ground truth for the main row, only the generated videos for the control.
+    assert len(measured) == 6
+    assert "mouth_sync" in evaluation.result.summary and "mouth_sync" in evaluation.control.summary

@@ -60,9 +60,13 @@ class Evaluator:
         self.progress = progress
         self.settings = evaluation_settings(config)
 
-    def evaluate(self, pairs: Iterable[tuple[str, Path, Path | None]],
-                 resume_file: str | Path | None = None) -> EvaluationResult:
+    def evaluate(self, pairs: Iterable[tuple[str, Path, Path | None]], resume_file: str | Path | None = None,
+                 reference_caches: dict[Path, dict] | None = None) -> EvaluationResult:
         """Score ``(name, generated_path, reference_path_or_None)`` pairs.
+
+        ``reference_caches`` (reference path -> ``VideoSample.cache``) lets several calls that score against
+        the same references share what the metrics measured on them (face tracks, lip gaps) instead of
+        measuring it again; the dict is filled as references are scored.
 
         With ``resume_file`` each video's row is appended to that JSON-lines file as soon as it is
         scored, and a rerun reuses the rows of unchanged videos (same size, mtime and metric list)
@@ -78,7 +82,10 @@ class Evaluator:
         reused = 0
         for name, generated_path, reference_path in pairs:
             generated = VideoSample(Path(generated_path))
-            reference = VideoSample(Path(reference_path)) if reference_path else None
+            reference = None
+            if reference_path:
+                shared = reference_caches.setdefault(Path(reference_path), {}) if reference_caches is not None else {}
+                reference = VideoSample(Path(reference_path), cache=shared)
             cached = cache.get(name, generated.path, reference_path) if cache else None
             scores: dict[str, dict[str, float]] = {}
             for metric_name, metric in self.metrics.items():

@@ -104,7 +104,8 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
     model.eval()
     pairs = _dub_all(model, clips, output_dir / "generated", lambda clip: clip.audio_path)
     evaluator = evaluator or Evaluator(opts["metrics"], config, progress=bool(config["progress"]))
-    result = evaluator.evaluate(pairs, resume_file=output_dir / "rows.jsonl")
+    references: dict[Path, dict] = {}  # what the metrics measured on the ground truth, reused by the control
+    result = evaluator.evaluate(pairs, resume_file=output_dir / "rows.jsonl", reference_caches=references)
     result.save(output_dir)
     evaluation = SplitEvaluation(result)
     control_pairs: dict[str, Path] = {}
@@ -119,7 +120,8 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
         pairs_control = _dub_all(model, clips, folder / "generated", shifted)
         control_pairs = {name: generated for name, generated, _ in pairs_control}  # for the strips
         control_evaluator = control_evaluator or build_control_evaluator(config)
-        evaluation.control = control_evaluator.evaluate(pairs_control, resume_file=folder / "rows.jsonl")
+        evaluation.control = control_evaluator.evaluate(pairs_control, resume_file=folder / "rows.jsonl",
+                                                        reference_caches=references)
         evaluation.control.save(folder)
         evaluation.control_shift = shift
     evaluation.strips = tuple(_write_strips(pairs, control_pairs, shift, output_dir / "strips", strip_frames))
