@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_memory import peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402  (one definition for every benchmark)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,7 +207,7 @@ def child(spec: dict) -> dict:
         raise ValueError(task)
     return {"task": task, "video": video, "seconds": [round(t, 3) for t in times], "best_s": round(min(times), 3),
             "median_s": round(statistics.median(times), 3), "load_1min": loads, **extra,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def env() -> dict[str, str]:

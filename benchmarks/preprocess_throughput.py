@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_memory import peak_rss_mb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "benchmarks" / "results" / "preprocess_throughput.json"
@@ -62,15 +64,15 @@ def measure(resolution: str, backend: str, seconds: float, extra: dict) -> dict:
             "progress": False, "log_level": "WARNING",
             "preprocess": {"workers": 1, "face_backend": backend, **extra}})
         face_backend = make_face_backend(config)  # model loading is a one-off per worker, not per frame
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_before = peak_rss_mb()
         start = time.perf_counter()
         process_source(source, [Segment("clip")], ClipStore(Path(tmp) / "store"), config, face_backend)
         elapsed = time.perf_counter() - start
     frames = int(seconds * 25)
     return {"resolution": resolution, "backend": backend, "options": extra, "frames": frames,
             "seconds": round(elapsed, 2), "frames_per_s": round(frames / elapsed, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_before_processing_mb": round(rss_before / 1024, 1)}
+            "peak_rss_mb": peak_rss_mb(),
+            "rss_before_processing_mb": rss_before}
 
 
 def run_child(resolution: str, backend: str, seconds: float, extra: dict) -> dict:

@@ -202,3 +202,17 @@ def test_reconcile_length_pads_with_zeros_when_there_are_no_features(feature_log
 def test_extract_of_audio_shorter_than_half_a_frame_gives_zeros():
     features = extract_features(["mel"], noise(100), num_frames=4)["mel"]
     assert features.shape == (4, 80, 16) and not features.any()
+
+
+def test_mfcc_in_blocks_equals_one_block(monkeypatch):
+    import importlib
+
+    mfcc_module = importlib.import_module("talkingface.audio.mfcc")  # the package re-exports the function
+    rng = np.random.default_rng(3)
+    signal = rng.standard_normal(16000 * 45) * 3000  # 4,499 frames: three blocks of 2,048
+    signal[16000:20000] = 0  # digital silence takes the eps floor in every block
+    blocked = mfcc_module.mfcc(signal)
+    monkeypatch.setattr(mfcc_module, "_BLOCK_FRAMES", 10**9)
+    whole = mfcc_module.mfcc(signal)
+    assert blocked.shape == whole.shape == (4499, 13)
+    assert np.abs(blocked - whole).max() <= 1e-12 * np.abs(whole).max()  # BLAS may block rows differently

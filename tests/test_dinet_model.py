@@ -1,6 +1,7 @@
 """The registered ``dinet`` model: official releases, one step of every stage, the recipe, dubbing, fallbacks."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -257,3 +258,66 @@ def test_flat_model_options_as_in_the_contract():
     assert flat.networks.mouth_region_size == 64 and flat.networks.audio_channel == 52
     with pytest.raises(talkingface.ConfigError):
         talkingface.build_model("dinet", {"mouth_region_size": 64, "not_an_option": 1})
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_dubbing_memory_format_is_an_option_and_is_undone(tmp_path, channels_last):
+    src = face_video(tmp_path / "src.mp4", seconds=0.4)
+    model = dubber(channels_last=channels_last).train()
+    generator = model.networks.generator
+    seen = []
+    hook = generator.register_forward_pre_hook(lambda module, inputs: seen.append(
+        (inputs[0].is_contiguous(memory_format=torch.channels_last), module.training,
+         all(p.is_contiguous(memory_format=torch.channels_last) for p in module.parameters() if p.dim() == 4))))
+    out = read_frames(model.generate(src, src, tmp_path / "out.mp4"))
+    hook.remove()
+    assert seen and all(entry == (channels_last, False, channels_last) for entry in seen), seen
+    assert generator.training and all(p.is_contiguous() for p in generator.parameters())
+    if channels_last:  # the same frames as the default memory format (float differences ~1e-7)
+        plain = dubber(channels_last=False)
+        plain.networks.load_state_dict(model.networks.state_dict())
+        plain_out = read_frames(plain.generate(src, src, tmp_path / "plain.mp4"))
+        assert np.abs(out.astype(float) - plain_out.astype(float)).mean() < 0.05
+        original = read_frames(src)
+        assert np.abs(out[:len(original)].astype(float) - original.astype(float)).mean() > 0.5  # it dubbed
+
+
+def test_dubbing_autocast_is_fp16_on_cuda_only():
+    from types import SimpleNamespace
+
+    from talkingface.models.dinet.inference import inference_autocast
+
+    cpu, cuda = SimpleNamespace(device=torch.device("cpu")), SimpleNamespace(device=torch.device("cuda"))
+    assert not isinstance(inference_autocast(cpu, True), torch.autocast)
+    assert not isinstance(inference_autocast(cuda, False), torch.autocast)
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
+        context = inference_autocast(cuda, True)
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.float16
+
+
+def test_overlapped_dubbing_equals_the_plain_loop_and_fails_cleanly(tmp_path, monkeypatch):
+    import threading
+
+    import talkingface.models.dinet.inference as inference
+
+    src = face_video(tmp_path / "src.mp4", seconds=0.6)
+    overlapped = dubber(overlap_io=True)
+    plain = dubber(overlap_io=False)
+    plain.networks.load_state_dict(overlapped.networks.state_dict())
+    a = read_frames(overlapped.generate(src, src, tmp_path / "a.mp4"))
+    b = read_frames(plain.generate(src, src, tmp_path / "b.mp4"))
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+    calls, original = [], inference.paste_feathered
+
+    def failing_paste(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError("paste failed on frame 5")
+        return original(*args)
+
+    monkeypatch.setattr(inference, "paste_feathered", failing_paste)
+    with pytest.raises(OSError, match="frame 5"):
+        overlapped.generate(src, src, tmp_path / "broken.mp4")
+    assert not (tmp_path / "broken.mp4").exists() and list(tmp_path.glob("broken*")) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("dinet-")]

@@ -25,7 +25,9 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ref_shims import install, peak_rss_mb  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from process_memory import peak_rss_mb  # noqa: E402
+from ref_shims import install  # noqa: E402
 
 STAGES: dict[str, float] = defaultdict(float)
 COUNTS: dict[str, int] = defaultdict(int)

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ref_shims import install, peak_rss_mb  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from process_memory import peak_rss_mb  # noqa: E402
+from ref_shims import install  # noqa: E402
 
 
 def main() -> None:

@@ -55,7 +55,3 @@ def install(syncnet_python: str, wav2lip: str | None = None, threads: int = 2) -
     return {"shims": done, "numpy": np.__version__, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def peak_rss_mb() -> float:
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

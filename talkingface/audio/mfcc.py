@@ -10,6 +10,7 @@ from ..errors import AudioError
 from .waveform import preemphasis
 
 _EPS = np.finfo(float).eps
+_BLOCK_FRAMES = 2048  # 20 s of 10 ms frames per FFT block
 
 
 def _round_half_up(value: float) -> int:
@@ -74,13 +75,20 @@ def mfcc(signal: np.ndarray, sample_rate: int = 16000, winlen: float = 0.025, wi
         raise AudioError(f"numcep ({numcep}) cannot exceed nfilt ({nfilt})")
     frames = _frames(preemphasis(signal, preemph), _round_half_up(winlen * sample_rate),
                      _round_half_up(winstep * sample_rate))
-    power = np.abs(np.fft.rfft(frames, nfft)) ** 2 / nfft
-    bands = power @ _mel_filterbank(nfilt, nfft, sample_rate, lowfreq, highfreq).T
-    # exact zeros (digital silence) would give log(0); python_speech_features floors them at eps
-    cepstra = np.log(np.where(bands == 0, _EPS, bands)) @ _dct_ortho(nfilt, numcep).T
-    if ceplifter > 0:
-        cepstra *= 1.0 + (ceplifter / 2.0) * np.sin(np.pi * np.arange(numcep) / ceplifter)
-    if append_energy:
-        energy = power.sum(axis=1)
-        cepstra[:, 0] = np.log(np.where(energy == 0, _EPS, energy))
+    bank = _mel_filterbank(nfilt, nfft, sample_rate, lowfreq, highfreq).T
+    dct = _dct_ortho(nfilt, numcep).T
+    lifter = 1.0 + (ceplifter / 2.0) * np.sin(np.pi * np.arange(numcep) / ceplifter) if ceplifter > 0 else None
+    cepstra = np.empty((len(frames), numcep))
+    # frames are independent: blocks keep the FFT's working memory fixed instead of ~1 MB per second of audio
+    for start in range(0, len(frames), _BLOCK_FRAMES):
+        block = slice(start, start + _BLOCK_FRAMES)
+        power = np.abs(np.fft.rfft(frames[block], nfft)) ** 2 / nfft
+        bands = power @ bank
+        # exact zeros (digital silence) would give log(0); python_speech_features floors them at eps
+        cepstra[block] = np.log(np.where(bands == 0, _EPS, bands)) @ dct
+        if lifter is not None:
+            cepstra[block] *= lifter
+        if append_energy:
+            energy = power.sum(axis=1)
+            cepstra[block, 0] = np.log(np.where(energy == 0, _EPS, energy))
     return cepstra

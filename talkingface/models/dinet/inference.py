@@ -3,10 +3,13 @@
 Memory does not grow with the video: a first decode tracks landmarks (keeping only ``(T, 68, 2)``),
 a short one fetches the 5 reference frames, and the last one streams frames in output order
 (ping-pong included: backward runs are decoded in blocks of ``dinet.reverse_block_frames``) in
-batches of ``dinet.infer_batch`` through the generator, pasting back and encoding as it goes.
+batches of ``dinet.infer_batch`` through the generator, pasting back and encoding as it goes. With
+``dinet.overlap_io`` (default on CUDA) decoding and cropping run ahead of the generator, pasting and
+encoding behind it, each in a background thread (``talkingface.background``).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import torch
 
+from ...background import BackgroundSink, prefetch
 from ...errors import AudioError, ConfigError, DataError
 from ...face import FaceTracker, build_face_backend
 from ...log import progress_bar
@@ -207,8 +211,32 @@ def reference_tensor(model: "DINet", path: Path, fps: float, plan: Any, landmark
     return torch.cat([_to_tensor(crop_face(frames[f], box, size)) for f, box in picks], 0)
 
 
-class _Batch:
-    """Output frames waiting for the generator (faces) or passing through (no face), in order."""
+@contextlib.contextmanager
+def inference_generator(model: "DINet", channels_last: bool) -> Iterator[torch.nn.Module]:
+    """The generator in eval mode (and, with ``channels_last``, in that memory format, which oneDNN and
+    cuDNN run faster: +10–20 % at mouths 128/256 on 2 CPU cores); both are undone on exit."""
+    generator = model.networks.generator
+    was_training = generator.training
+    generator.eval()
+    if channels_last:
+        generator.to(memory_format=torch.channels_last)
+    try:
+        yield generator
+    finally:
+        if channels_last:
+            generator.to(memory_format=torch.contiguous_format)
+        generator.train(was_training)
+
+
+def inference_autocast(model: "DINet", amp: bool) -> contextlib.AbstractContextManager:
+    """fp16 autocast for dubbing on CUDA when ``amp``; a no-op on CPU (no fp16/bf16 speed-up there)."""
+    if amp and model.device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+class _Pending:
+    """Output frames waiting for the generator (those with a face) or passing through, in order."""
 
     def __init__(self) -> None:
         self.frames: list[np.ndarray] = []
@@ -249,49 +277,65 @@ def dub(model: "DINet", source_video: str | Path, audio: str | Path, output: str
     mask = torch.from_numpy(mouth_mask(*size, model.inference_mouth)).to(device)
     count = len(plan)
     samples = min(len(wav), int(round(count / fps * SAMPLE_RATE)))
-    generator = model.networks.generator
-    was_training = generator.training
-    generator.eval()
+    layout = torch.channels_last if opts["channels_last"] else torch.contiguous_format
+    refs = refs[None].contiguous(memory_format=layout)
+    amp = bool(opts["infer_amp"])
+    overlap = device.type == "cuda" if opts["overlap_io"] is None else bool(opts["overlap_io"])
     dubbed = 0
 
-    def flush(pending: _Batch, writer: VideoWriter) -> None:
-        nonlocal dubbed
-        faces = None
-        if pending.faces:
-            masked = torch.stack(pending.faces).to(device) * mask
-            audio_in = torch.from_numpy(np.stack(pending.audio)).to(device)
-            with torch.no_grad():
-                faces = generator(masked, refs.expand(len(masked), -1, -1, -1), audio_in)
-            faces = faces.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    def prepared() -> Iterator[tuple[np.ndarray, Box4 | None, torch.Tensor | None, np.ndarray | None]]:
+        """Decode and crop, in output order (a background thread with ``overlap_io``)."""
+        frames = frames_in_order(source, fps, plan.source_index, int(opts["reverse_block_frames"]))
+        for m, frame in enumerate(frames):
+            box = face_box(landmarks, valid, int(plan.source_index[m]), plan.landmark_windows[m], INFERENCE_SCALE,
+                           frame_size)
+            if box is None:
+                yield frame, None, None, None
+            else:
+                yield (frame, box, _to_tensor(crop_face(frame, box, size)),
+                       np.ascontiguousarray(vectors[plan.audio_windows[m]].T))
+
+    def paste_and_write(item: tuple[list[np.ndarray], list[Box4 | None], np.ndarray | None]) -> None:
+        """Paste the generated faces back and encode (a background thread with ``overlap_io``)."""
+        frames, boxes, faces = item
         k = 0
-        for frame, box in zip(pending.frames, pending.boxes):
+        for frame, box in zip(frames, boxes):
             if box is not None:
                 frame = (paste_official(frame, faces[k], box) if paste == "official"
                          else paste_feathered(frame, faces[k], box, feather))
                 k += 1
             writer.write(frame)
-        dubbed += k
-        pending.__init__()
 
-    try:
-        with VideoWriter(output, fps, audio=wav[:samples], sample_rate=SAMPLE_RATE) as writer, \
-                progress_bar(count, "dinet dubbing", "frame", enabled=progress) as bar:
-            pending = _Batch()
-            frames = frames_in_order(source, fps, plan.source_index, int(opts["reverse_block_frames"]))
-            for m, frame in enumerate(frames):
-                src = int(plan.source_index[m])
-                box = face_box(landmarks, valid, src, plan.landmark_windows[m], INFERENCE_SCALE, frame_size)
-                pending.frames.append(frame)
-                pending.boxes.append(box)
-                if box is not None:
-                    pending.faces.append(_to_tensor(crop_face(frame, box, size)))
-                    pending.audio.append(np.ascontiguousarray(vectors[plan.audio_windows[m]].T))
-                if len(pending) >= batch_size:
-                    flush(pending, writer)
-                bar.update(1)
-            flush(pending, writer)
-    finally:
-        generator.train(was_training)
+    def generate(pending: _Pending, generator: torch.nn.Module) -> None:
+        nonlocal dubbed
+        faces = None
+        if pending.faces:
+            masked = (torch.stack(pending.faces).to(device) * mask).contiguous(memory_format=layout)
+            audio_in = torch.from_numpy(np.stack(pending.audio)).to(device)
+            with torch.no_grad(), inference_autocast(model, amp):
+                faces = generator(masked, refs.expand(len(masked), -1, -1, -1), audio_in)
+            faces = faces.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        sink.put((pending.frames, pending.boxes, faces))
+        dubbed += len(pending.faces)
+        bar.update(len(pending))
+
+    ahead = 2 * batch_size  # frames decoded ahead; the sink holds at most 2 batches behind
+    with inference_generator(model, bool(opts["channels_last"])) as generator, \
+            VideoWriter(output, fps, audio=wav[:samples], sample_rate=SAMPLE_RATE) as writer, \
+            progress_bar(count, "dinet dubbing", "frame", enabled=progress) as bar, \
+            BackgroundSink(paste_and_write, 2, threaded=overlap, name="dinet-paste-encode") as sink, \
+            contextlib.closing(prefetch(prepared(), ahead, threaded=overlap, name="dinet-decode-crop")) as items:
+        pending = _Pending()
+        for frame, box, face, audio_window in items:
+            pending.frames.append(frame)
+            pending.boxes.append(box)
+            if face is not None:
+                pending.faces.append(face)
+                pending.audio.append(audio_window)
+            if len(pending) >= batch_size:
+                generate(pending, generator)
+                pending = _Pending()
+        generate(pending, generator)
     if dubbed < count:
         logger.info("%s: %d of %d frames had no usable face and pass through unchanged", source, count - dubbed, count)
     return output
