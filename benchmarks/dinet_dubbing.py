@@ -80,7 +80,10 @@ def best_of_rounds(model, batch: int, frames: int, rounds: int) -> dict[str, flo
 
 
 def looped_demo_video(path: Path, seconds: float) -> Path:
-    """A demo clip (real face, real speech) looped to ``seconds``, written frame by frame (one clip in memory)."""
+    """A demo clip (real face, real speech) looped to ``seconds``, written frame by frame (one clip in memory);
+    an existing ``path`` is reused."""
+    if path.exists():
+        return path
     from talkingface.data.demo import write_demo_clip
     from talkingface.media import VideoWriter, read_audio, read_frames
 
@@ -169,9 +172,7 @@ def main() -> None:
     for item in args.e2e:
         mouth, seconds, *flags = item.split(":")
         mouth, seconds, overlap = int(mouth), float(seconds), "overlap" in flags
-        video = work / f"v{seconds:g}.mp4"
-        if not video.exists():
-            looped_demo_video(video, seconds)
+        video = looped_demo_video(work / f"v{seconds:g}.mp4", seconds)
         row = child_run({"mouth": mouth, "video": str(video), "seconds": seconds, "out": str(work / f"o{mouth}.mp4"),
                          "overlap_io": True if overlap else None, "model_only_frames": 24 if mouth <= 64 else 8})
         row["overlap_io"] = overlap
@@ -180,9 +181,7 @@ def main() -> None:
     rss, rss_identity = [], []
     series = [(s, False, rss) for s in args.rss] + [(s, True, rss_identity) for s in args.rss_identity]
     for seconds, identity, rows in series:
-        video = work / f"r{seconds:g}.mp4"
-        if not video.exists():
-            looped_demo_video(video, seconds)
+        video = looped_demo_video(work / f"r{seconds:g}.mp4", seconds)
         row = child_run({"mouth": 64, "video": str(video), "seconds": seconds, "out": str(work / "r.mp4"),
                          "identity_generator": identity})
         rows.append({k: row[k] for k in ("video_seconds", "frames", "peak_rss_mb", "frames_per_s")})
