@@ -16,6 +16,11 @@ for path in (EXAMPLE_PLUGIN, TEST_PLUGINS):
 
 import talkingface_example  # noqa: E402,F401  (registers the example model and dataset)
 
+if os.environ.get("TALKINGFACE_TEST_MKLDNN") == "0":  # one of the kernel sets of scripts/test_kernels.sh
+    import torch
+
+    torch.backends.mkldnn.enabled = False
+
 TINY_EXAMPLE = {"example_shapes": {"clips": 5, "seconds": 0.48, "size": 32, "val_clips": 1, "test_clips": 1},
                 "example_inpainter": {"channels": 8}}
 

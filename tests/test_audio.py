@@ -50,6 +50,7 @@ def feature_log(caplog):
     logger.removeHandler(caplog.handler)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("pad_mode", ["reflect", "constant"])
 @pytest.mark.parametrize("wav", [sweep(), noise(16123)], ids=["sweep", "noise"])
 def test_melspectrogram_matches_librosa_reference(wav, pad_mode):
@@ -114,6 +115,7 @@ def test_mel_chunks_need_one_full_window():
         mel_chunks(column_ramp(15), num_frames=1)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("samples", [1, 100, 399, 400, 401, 560, 561, 720, 16000, 16160, 12345])
 def test_mfcc_matches_python_speech_features_on_int16_scale_noise(samples):
     signal = int16_scale(samples, seed=samples)
@@ -122,6 +124,7 @@ def test_mfcc_matches_python_speech_features_on_int16_scale_noise(samples):
     np.testing.assert_allclose(ours, python_speech_features.mfcc(signal), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.numerics
 def test_mfcc_matches_python_speech_features_on_a_sine_and_silence():
     t = np.arange(2 * SR) / SR
     sine = np.round(10000 * np.sin(2 * np.pi * 440 * t))
@@ -132,6 +135,7 @@ def test_mfcc_matches_python_speech_features_on_a_sine_and_silence():
                                python_speech_features.mfcc(silence, appendEnergy=False), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.numerics
 def test_mfcc_matches_python_speech_features_with_other_parameters():
     signal = int16_scale(20000, seed=7)
     ours = mfcc(signal, 8000, winlen=0.032, winstep=0.0125, numcep=20, nfilt=40, nfft=1024, lowfreq=100,
@@ -204,6 +208,7 @@ def test_extract_of_audio_shorter_than_half_a_frame_gives_zeros():
     assert features.shape == (4, 80, 16) and not features.any()
 
 
+@pytest.mark.numerics
 def test_mfcc_in_blocks_equals_one_block(monkeypatch):
     import importlib
 

@@ -115,6 +115,7 @@ def frames(seed: int, n: int, size: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("net, size", [("alex", 64), ("vgg", 32)])
 def test_distance_equals_a_literal_float64_computation(tmp_path, net, size):
     backbone_path, head_path = random_files(tmp_path, net)

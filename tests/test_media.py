@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 
 from talkingface.errors import MediaError
 from talkingface.media import VideoWriter, probe_video, read_audio, read_frames, write_wav
+from talkingface.media import video as video_module
 
 
 def gradient_frames(count: int, h: int = 32, w: int = 48) -> np.ndarray:
@@ -160,3 +162,25 @@ def test_rotation_metadata_is_applied(tmp_path: Path, clockwise: int):
         assert (info.width, info.height) == (16, 32)
         band = frame[:8] if clockwise == 90 else frame[-8:]  # left edge turned to the top (90) or bottom (270)
         assert band.mean() > 200 and frame[8:-8].mean() < 50
+
+
+@pytest.mark.numerics
+def test_the_same_frames_always_encode_to_the_same_video(tmp_path, monkeypatch):
+    """x264's AVX-512 kernels gave 4 different videos in 8 encodes of these frames; the writer keeps
+    x264 on AVX2 kernels where the CPU has AVX-512 (docs/testing.md)."""
+    frames = np.random.default_rng(0).integers(0, 256, (20, 104, 80, 3), dtype=np.uint8)
+
+    def distinct_videos(count: int) -> int:
+        digests = set()
+        for i in range(count):
+            with VideoWriter(tmp_path / f"{i}.mp4", 25) as writer:
+                for frame in frames:
+                    writer.write(frame)
+            digests.add(hashlib.sha256(read_frames(tmp_path / f"{i}.mp4").tobytes()).hexdigest())
+        return len(digests)
+
+    assert distinct_videos(6) == 1
+    monkeypatch.setattr(video_module, "_cpu_has_avx512", lambda: True)
+    assert video_module.x264_options(18, "medium")["x264-params"] == "asm=avx2"
+    monkeypatch.setattr(video_module, "_cpu_has_avx512", lambda: False)
+    assert video_module.x264_options(18, "medium") == {"crf": "18", "preset": "medium"}

@@ -36,6 +36,7 @@ def sample(frames: np.ndarray) -> VideoSample:
 
 # ---------------------------------------------------------------- SSIM
 
+@pytest.mark.numerics
 def test_ssim_plane_matches_skimage_for_each_preset_window():
     a, b = noisy_pair((80, 72))
     skimage_kwargs = {
@@ -48,6 +49,7 @@ def test_ssim_plane_matches_skimage_for_each_preset_window():
         assert 0.1 < ours < 0.99
 
 
+@pytest.mark.numerics
 def test_talklip_preset_is_colour_ssim_on_96_pixel_crops():
     a, b = noisy_pair((2, 96, 96, 3))
     expected = np.mean([structural_similarity(x, y, channel_axis=-1, gaussian_weights=True, sigma=1.5,
@@ -55,6 +57,7 @@ def test_talklip_preset_is_colour_ssim_on_96_pixel_crops():
     assert abs(ssim(a, b, "talklip") - expected) < 1e-6
 
 
+@pytest.mark.numerics
 def test_skimage_preset_is_grey_ssim_at_224_pixels_with_default_window():
     a, b = noisy_pair((224, 224, 3))
     expected = structural_similarity(grey_uint8(a), grey_uint8(b))
@@ -89,6 +92,7 @@ def test_ssim_metric_reads_the_preset_from_the_config():
 
 # ---------------------------------------------------------------- CPBD
 
+@pytest.mark.numerics
 def test_cpbd_reproduces_the_cpbd_package_values():
     assert cpbd(CAMERA) == pytest.approx(0.7482, abs=5e-5)  # cpbd-py312 on skimage's camera
     assert cpbd(CAMERA[::4, ::4]) == pytest.approx(0.8213, abs=5e-5)  # its 128x128 nearest downsample

@@ -13,6 +13,8 @@ from talkingface.errors import CheckpointError, DataError
 from talkingface.face.s3fd import (SFD_FACE, S3FD, S3FDDetector, detect_one, feature_map_sizes, nms_numpy,
                                    prior_boxes, resize_linear)
 
+from numerics import assert_fp32_close, fp32_bound, max_abs_diff
+
 # (key prefix, in, out, kernel) of every conv in sfd_face.pth, written out from nets.py independently.
 CONVS = [("vgg.0", 3, 64, 3), ("vgg.2", 64, 64, 3), ("vgg.5", 64, 128, 3), ("vgg.7", 128, 128, 3),
          ("vgg.10", 128, 256, 3), ("vgg.12", 256, 256, 3), ("vgg.14", 256, 256, 3),
@@ -206,6 +208,7 @@ def detector(random_state, tmp_path_factory) -> S3FDDetector:
     return S3FDDetector(path, device="cpu")
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("shape,scale", [((130, 122), 0.25), ((96, 80), 0.5)])
 def test_detect_equals_a_float64_reference(detector, random_state, shape, scale):
     frame = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
@@ -217,16 +220,21 @@ def test_detect_equals_a_float64_reference(detector, random_state, shape, scale)
     assert np.all(ours[:, 4] > 0.7) and np.all(np.diff(ours[:, 4]) <= 0)
 
 
+@pytest.mark.numerics
 def test_batch_equals_per_frame(detector):
+    """Batching changes the convolutions' summation order, nothing else: boxes and scores agree within
+    the float32 bound of S3FD's 31 convolutions (fan-in up to 1024x3x3), relative to the frame size for
+    coordinates (0.37 px at 130 px) and to 1 for scores; frames mixed up by the batching miss by far more."""
     frames = np.random.default_rng(2).integers(0, 256, (3, 130, 122, 3), dtype=np.uint8)
-    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN convs may differ in the last bits per batch size
-        batch = detector.detect_batch(frames, conf_th=0.6, scales=(0.25, 0.5))
-        single = [detector.detect(f, conf_th=0.6, scales=(0.25, 0.5)) for f in frames]
-    assert all(np.array_equal(b, s) for b, s in zip(batch, single)) and sum(map(len, batch)) > 0
-    fast = detector.detect_batch(list(frames), conf_th=0.6, scales=(0.25, 0.5))
-    for b, s in zip(fast, single):
-        assert b.shape == s.shape
-        np.testing.assert_allclose(b, s, rtol=0, atol=1e-3)
+    batch = detector.detect_batch(frames, conf_th=0.6, scales=(0.25, 0.5))
+    single = [detector.detect(f, conf_th=0.6, scales=(0.25, 0.5)) for f in frames]
+    assert sum(map(len, batch)) > 0 and [len(b) for b in batch] == [len(s) for s in single]
+    pixels, score = (fp32_bound(scale, 1024 * 9, depth=31) for scale in (130.0, 1.0))
+    for b, s in zip(batch, single):
+        assert_fp32_close(b[:, :4], s[:, :4], pixels, "boxes")
+        assert_fp32_close(b[:, 4], s[:, 4], score, "scores")
+    mixed = detector.detect_batch(frames[[1, 0, 2]], conf_th=0.6, scales=(0.25, 0.5))[0]
+    assert mixed.shape != single[0].shape or max_abs_diff(mixed[:, :4], single[0][:, :4]) > 10 * pixels
 
 
 def test_nothing_found_gives_an_empty_float32_array(detector):

@@ -124,6 +124,7 @@ def test_offset_sign_follows_the_reference(shift):
     assert scores["lse_c"] > 1.0
 
 
+@pytest.mark.numerics
 def test_embeddings_follow_the_reference_windows(scorer, clip):
     frames, audio = clip
     cepstra = torch.from_numpy(mfcc(audio.astype(np.float64)).T).float()
@@ -167,6 +168,7 @@ def test_float_audio_is_scaled_rounded_and_clipped():
         audio_to_int16_scale(np.array([1000.0, -3.0]))
 
 
+@pytest.mark.numerics
 def test_batch_size_does_not_change_scores(weights, scorer, clip):
     frames, audio = clip
     other = SyncNetScorer(weights, device="cpu", batch_size=20)
@@ -233,6 +235,7 @@ def test_metric_refuses_a_file_that_is_not_the_release(weights, tmp_path):
 
 # ---------------------------------------------------------------- streaming
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("n, batches", [(3, [3]), (40, [7, 1, 20, 12]), (100, [64, 36])])
 def test_running_distances_equal_the_whole_clip_computation(n, batches):
     rng = np.random.default_rng(n)
@@ -248,6 +251,7 @@ def test_running_distances_equal_the_whole_clip_computation(n, batches):
     assert running.count == n and len(running._audio) <= 2 * 15 + max(batches)
 
 
+@pytest.mark.numerics
 def test_stream_in_uneven_chunks_equals_one_call(scorer, clip):
     frames, audio = clip
     stream = scorer.stream(audio)
@@ -271,6 +275,7 @@ def test_stream_holds_at_most_a_batch_of_frames(weights):
     assert stream.next_window == 33 and stream.finish()["offset"] in range(-15, 16)
 
 
+@pytest.mark.numerics
 def test_inference_form_equals_the_release_layout(scorer):
     rng = np.random.default_rng(4)
     lips = torch.from_numpy(rng.uniform(0, 255, (2, 3, 5, 224, 224)).astype(np.float32))

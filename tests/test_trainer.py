@@ -57,6 +57,7 @@ def test_kill_and_resume_gives_the_same_weights_as_a_straight_run(tiny, tmp_path
     assert losses(straight) == losses(run_dir)  # the scalar log was cut back to step 6, then continued
 
 
+@pytest.mark.numerics
 def test_gradient_accumulation_matches_a_larger_batch(tiny, tmp_path: Path):
     big = train_only(tiny, tmp_path, "big", max_steps=3, batch_size=4)
     accumulated = train_only(tiny, tmp_path, "acc", max_steps=3, batch_size=2, accumulate_grad_batches=2)

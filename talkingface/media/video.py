@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -156,6 +157,30 @@ def read_frames(path: str | Path, fps: float | None = None) -> np.ndarray:
     return np.stack(list(iter_frames(path, fps)))
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_has_avx512() -> bool:
+    """Whether this CPU has AVX-512F, as numpy's own dispatcher detected it."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    return bool(features.get("AVX512F"))
+
+
+def x264_options(crf: int, preset: str) -> dict[str, str]:
+    """libx264 options for a deterministic encode.
+
+    x264's AVX-512 kernels make the output depend on memory they do not own: on an AVX-512 CPU the
+    same 104x80 or 32x32 frames encoded ten times gave up to nine different videos, while with
+    ``asm=avx2`` (or without AVX-512) every encode was identical (docs/testing.md). Where the CPU has
+    AVX-512 the encoder is therefore kept on its AVX2 kernels; the speed cost is within noise.
+    """
+    options = {"crf": str(crf), "preset": preset}
+    if _cpu_has_avx512():
+        options["x264-params"] = "asm=avx2"
+    return options
+
+
 class VideoWriter:
     """Encode RGB frames to an H.264 mp4 with optional mono audio, written atomically.
 
@@ -169,7 +194,7 @@ class VideoWriter:
         self.fps = Fraction(fps).limit_denominator(1001)
         self.audio = None if audio is None else np.asarray(audio, dtype=np.float32).reshape(-1)
         self.sample_rate = sample_rate
-        self.options = {"crf": str(crf), "preset": preset}
+        self.options = x264_options(crf, preset)
         self._stack = contextlib.ExitStack()
         self._container = None
         self._stream = None
