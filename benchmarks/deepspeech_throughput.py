@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from talkingface.audio.deepspeech import DeepSpeechNet, deepspeech_logits, int16_samples, mfcc_windows  # noqa: E402
 from talkingface.audio.deepspeech.network import V010_SIZES  # noqa: E402
-from talkingface.training.device import resolve_device  # noqa: E402
+from talkingface.device import resolve_device  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 
 

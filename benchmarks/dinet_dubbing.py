@@ -55,13 +55,13 @@ def gflop_per_frame(model) -> float:
 
 def model_only(model, batch: int, frames: int, channels_last: bool) -> float:
     """Frames per second of the generator alone, ``batch`` frames per call, ``frames`` frames timed."""
-    from talkingface.models.dinet.inference import inference_generator
+    from talkingface.dubbing import inference_mode
 
     layout = torch.channels_last if channels_last else torch.contiguous_format
     masked, refs, audio = generator_inputs(model, batch)
     masked, refs = masked.contiguous(memory_format=layout), refs.contiguous(memory_format=layout)
     calls = max(frames // batch, 1)
-    with torch.no_grad(), inference_generator(model, channels_last) as generator:
+    with torch.no_grad(), inference_mode(model.networks.generator, channels_last) as generator:
         generator(masked, refs, audio)  # warm-up
         start = time.perf_counter()
         for _ in range(calls):

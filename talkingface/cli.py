@@ -40,13 +40,50 @@ def run_parser(prog: str = "run_talkingface.py") -> argparse.ArgumentParser:
     return parser
 
 
-def main_parser() -> argparse.ArgumentParser:
+def generate_options(model: str) -> tuple:
+    """The generate options ``model`` declares (``TalkingFaceModel.generate_options``); none for an unknown name,
+    which the command then reports."""
+    from .errors import RegistryError
+    from .registry import MODELS
+
+    try:
+        return tuple(getattr(MODELS.get(model), "generate_options", ()))
+    except RegistryError:
+        return ()
+
+
+def _infer_model(argv: Sequence[str]) -> str | None:
+    """The ``--model`` of an ``infer`` command line (so that its options can be added to the parser)."""
+    if not argv or argv[0] != "infer":
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model", "-m")
+    return pre.parse_known_args(list(argv[1:]))[0].model
+
+
+def _generate_kwargs(args: argparse.Namespace) -> dict:
+    """The declared generate options given on the command line, parsed by each option's type."""
+    kwargs = {}
+    for option in generate_options(args.model):
+        text = getattr(args, option.name, None)
+        if text is None:
+            continue
+        try:
+            kwargs[option.name] = option.type(text)
+        except (TypeError, ValueError) as exc:
+            raise TalkingFaceError(f"--{option.name}: cannot read {text!r} ({exc})") from None
+    return kwargs
+
+
+def main_parser(infer_model: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="talkingface", description="Audio-driven talking-face toolkit.",
                                      epilog=OVERRIDES_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list registered models, datasets, metrics, ...")
     p.add_argument("kind", nargs="?", choices=sorted(LISTABLE), help="only this registry")
+    p.add_argument("--weights", action="store_true",
+                   help="the weight files the toolkit looks for under checkpoints/ (a Markdown table)")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
     p = sub.add_parser("run", help="preprocess, train, evaluate (same as run_talkingface.py)",
@@ -61,15 +98,18 @@ def main_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="preprocess if needed and train (no evaluation)", epilog=OVERRIDES_HELP)
     _training_arguments(p)
 
-    p = sub.add_parser("infer", help="dub a video with an audio track", epilog=OVERRIDES_HELP)
+    p = sub.add_parser("infer", help="dub a video with an audio track", epilog=OVERRIDES_HELP,
+                       description="Dub a video. With --model, --help also lists that model's generate options.")
     p.add_argument("--model", "-m", required=True, help="registered model name")
     p.add_argument("--checkpoint", required=True, help="our checkpoint or the authors' release file")
     p.add_argument("--video", required=True, help="source video")
     p.add_argument("--audio", required=True, help="driving audio (any format with an audio stream)")
     p.add_argument("--out", required=True, help="output mp4")
-    p.add_argument("--fps", type=float, help="output frame rate (default: the source video's)")
-    p.add_argument("--face", help="which face to dub when there are several: largest (default) or an index "
-                                  "counted left to right")
+    if infer_model:
+        group = p.add_argument_group(f"generate options of {infer_model}")
+        for option in generate_options(infer_model):
+            choices = f" (one of: {', '.join(map(str, option.choices))})" if option.choices else ""
+            group.add_argument(f"--{option.name}", help=option.help + choices)
     _common(p)
 
     p = sub.add_parser("evaluate", help="score checkpoints on a dataset, or a folder of videos",
@@ -90,9 +130,15 @@ def main_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _list(kind: str | None) -> int:
+def _list(kind: str | None, weights: bool = False) -> int:
     from . import registry
 
+    if weights:
+        from .weights import weights_catalogue, weights_table
+
+        registry.discover_plugins()
+        print(weights_table(weights_catalogue()))
+        return 0
     for name in [kind] if kind else LISTABLE:
         names = getattr(registry, LISTABLE[name]).names()
         print(f"{name}: {', '.join(names) if names else '(none)'}")
@@ -115,7 +161,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if command == "list":
         if extra:
             raise TalkingFaceError(f"unexpected arguments: {' '.join(extra)}")
-        return _list(args.kind)
+        return _list(args.kind, args.weights)
     if command == "convert-deepspeech":
         if extra:
             raise TalkingFaceError(f"unexpected arguments: {' '.join(extra)}")
@@ -139,10 +185,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         store = pipeline.preprocess(args.dataset, config, force=args.force)
         print(store.root)
     elif command == "infer":
-        options = {"fps": args.fps, "face": _face_choice(args.face)}
         out = pipeline.infer(args.model, args.checkpoint, args.video, args.audio, args.out,
-                             config_files=files, cli_overrides=overrides,
-                             **{k: v for k, v in options.items() if v is not None})
+                             config_files=files, cli_overrides=overrides, **_generate_kwargs(args))
         print(out)
     elif command == "evaluate":
         if args.videos:
@@ -156,15 +200,6 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         else:
             raise TalkingFaceError("evaluate needs --videos DIR, or --model, --dataset and --checkpoints")
     return 0
-
-
-def _face_choice(text: str | None) -> str | int | None:
-    """``--face``: ``largest`` or a non-negative index."""
-    if text is None or text == "largest":
-        return text
-    if text.isdigit():
-        return int(text)
-    raise TalkingFaceError(f"--face must be 'largest' or a face index (0, 1, ...), got {text!r}")
 
 
 def _guarded(parse: Callable[[], tuple[argparse.Namespace, list[str]]]) -> int:
@@ -191,7 +226,7 @@ def _guarded(parse: Callable[[], tuple[argparse.Namespace, list[str]]]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``talkingface`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return _guarded(lambda: main_parser().parse_known_args(argv))
+    return _guarded(lambda: main_parser(_infer_model(argv)).parse_known_args(argv))
 
 
 def run_main(argv: Sequence[str] | None = None) -> int:

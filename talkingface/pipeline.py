@@ -30,17 +30,21 @@ from .training.distributed import DistributedInfo, distributed_info, init_distri
 logger = logging.getLogger("talkingface")
 
 
-def build_model(name: str, config: Config | Mapping | None = None) -> TalkingFaceModel:
+def build_model(name: str, config: Config | Mapping | None = None,
+                checkpoint: str | Path | None = None) -> TalkingFaceModel:
     """Instantiate the registered model ``name``; a plain dict is layered over the model's defaults.
 
     A dict holding only the model's own options may be given flat: ``build_model("dinet",
     {"mouth_region_size": 256})`` is ``build_model("dinet", {"dinet": {"mouth_region_size": 256}})``.
+    ``checkpoint`` (ours or an official release) is loaded strictly with ``load_checkpoint``.
     """
     if not isinstance(config, Config):
         config = load_config(model=name, config=_nested_model_options(name, config))
     model = MODELS.get(name)(config)
     if not isinstance(model, TalkingFaceModel):
         raise ConfigError(f"registered model {name!r} is not a TalkingFaceModel")
+    if checkpoint is not None:
+        model.load_checkpoint(checkpoint)
     return model
 
 

@@ -6,6 +6,7 @@ its published prefix (pytorch-fid puts the first 8 hex digits in the file name) 
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +17,27 @@ CHECKPOINT_DIR = Path("checkpoints")
 
 @dataclass(frozen=True)
 class KnownWeights:
-    """A released weight file: its name, where it comes from, and what is known of its SHA-256."""
+    """A released weight file: its name, where it comes from, and what is known of its SHA-256.
+
+    ``fills``: for a model's release, the submodules it loads (``networks.generator``, ...). Every
+    declaration is listed by ``talkingface list --weights`` and in ``checkpoints/README.md``.
+    """
 
     filename: str
     source: str
     used_by: str
     sha256_prefix: str = ""
     sha256_suffix: str = ""
+    fills: tuple[str, ...] = ()
+
+    @property
+    def published_hash(self) -> str:
+        """What is known of the SHA-256: the full digest, ``prefix…suffix``, or ``unpublished``."""
+        if len(self.sha256_prefix) == 64:
+            return self.sha256_prefix
+        if self.sha256_prefix or self.sha256_suffix:
+            return f"{self.sha256_prefix}…{self.sha256_suffix}"
+        return "unpublished"
 
     def default_path(self) -> Path:
         return CHECKPOINT_DIR / self.filename
@@ -43,6 +58,32 @@ class KnownWeights:
             raise CheckpointError(f"{path} is not the released {self.filename}: SHA-256 {digest} does not match "
                                   f"{known} (get it from {self.source})")
         return path
+
+
+def weights_catalogue(package: str = "talkingface") -> list[KnownWeights]:
+    """Every weight file declared at module level in the imported modules of ``package`` (directly, or inside a
+    module-level dict or tuple such as a model's ``RELEASES``), by user then name. Import the plugins first
+    (``registry.discover_plugins``)."""
+    found: dict[str, KnownWeights] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == package or name.startswith(package + ".")):
+            continue
+        for value in vars(module).values():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else (value,)
+            for item in items:
+                if isinstance(item, KnownWeights):
+                    found.setdefault(item.filename, item)
+    return sorted(found.values(), key=lambda w: (w.used_by, w.filename))
+
+
+def weights_table(weights: list[KnownWeights]) -> str:
+    """A Markdown table of ``weights`` (the generated part of ``checkpoints/README.md``)."""
+    rows = ["| file | used by | fills | where it comes from | SHA-256 (as published) |",
+            "|---|---|---|---|---|"]
+    for w in weights:
+        fills = ", ".join(f"`{f}`" for f in w.fills) or "—"
+        rows.append(f"| `{w.filename}` | {w.used_by} | {fills} | {w.source} | `{w.published_hash}` |")
+    return "\n".join(rows)
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:

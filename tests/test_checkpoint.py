@@ -6,7 +6,7 @@ import torch
 
 import talkingface
 from talkingface.errors import CheckpointError
-from talkingface.models.checkpoint import read_checkpoint, strip_prefix
+from talkingface.checkpoint import read_checkpoint, strip_prefix
 from talkingface_example import ExampleInpainter
 
 TINY = {"example_inpainter": {"channels": 8}}
@@ -71,10 +71,9 @@ class OfficialLayoutInpainter(ExampleInpainter):
 
     registered_name = "official_layout_test"
 
-    @classmethod
-    def convert_official_checkpoint(cls, checkpoint):
+    def convert_official_checkpoint(self, checkpoint, source):
         if isinstance(checkpoint, dict) and "net" in checkpoint.get("state_dict", {}):
-            return strip_prefix(checkpoint["state_dict"]["net"], "module.")
+            return {"": strip_prefix(checkpoint["state_dict"]["net"], "module.")}
         return None
 
 

@@ -48,3 +48,33 @@ def test_model_trains_one_step_and_generates(name: str, tiny, tmp_path: Path):
     assert info.has_audio
     assert (info.width, info.height) == (source.width, source.height)
     assert abs(info.frame_count - source.frame_count) <= 1
+
+
+RELEASES = [(name, release) for name in MODELS for release in talkingface.MODELS.get(name).releases]
+
+
+def test_declared_releases_exist():
+    assert {(n, r.filename) for n, r in RELEASES} >= {("dinet", "clip_training_DINet_256mouth.pth"),
+                                                       ("dinet", "syncnet_256mouth.pth")}
+
+
+@pytest.mark.parametrize("name,release", RELEASES, ids=[f"{n}-{r.filename}" for n, r in RELEASES])
+def test_each_declared_release_loads_strictly_into_what_it_fills(name, release, tmp_path: Path):
+    """A file in the release's official layout, made from one model's weights, loads into another model through
+    the one checkpoint route: the submodules it ``fills`` equal the first model's, every other one is untouched."""
+    cls = talkingface.MODELS.get(name)
+    config = talkingface.load_config(name, cls.default_dataset, config=cls.smoke_config)
+    torch.manual_seed(0)
+    source = talkingface.build_model(name, config)
+    torch.manual_seed(1)
+    target = talkingface.build_model(name, config)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    assert release.fills and all(target.get_submodule(fill) is not None for fill in release.fills)
+    path = tmp_path / release.filename
+    torch.save(source.release_example(release), path)
+    assert target.load_checkpoint(path) is target
+    for key, value in target.state_dict().items():
+        filled = any(key.startswith(fill + ".") for fill in release.fills)
+        expected = source.state_dict()[key] if filled else before[key]
+        assert torch.equal(value, expected), (key, "filled" if filled else "untouched")
+    assert any(not torch.equal(before[k], v) for k, v in target.state_dict().items())

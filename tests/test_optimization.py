@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from talkingface.errors import ConfigError
-from talkingface.models.optimization import OptimizationContext
+from talkingface.training.optimization import OptimizationContext
 from talkingface.training import resolve_device
 
 

@@ -18,3 +18,17 @@ def test_known_weights_are_checked_by_hash(tmp_path: Path):
     assert good.missing_reason(path) is None
     assert good.missing_reason(tmp_path / "absent.bin") == (
         f"model.bin not found at {tmp_path / 'absent.bin'}; see checkpoints/README.md")
+
+
+def test_checkpoints_readme_lists_every_declared_weight_file():
+    from talkingface.registry import discover_plugins
+    from talkingface.weights import weights_catalogue, weights_table
+
+    discover_plugins()
+    readme = (Path(__file__).resolve().parents[1] / "checkpoints" / "README.md").read_text()
+    start, end = readme.index("-->\n", readme.index("<!-- weights:begin")) + 4, readme.index("\n<!-- weights:end -->")
+    declared = weights_table(weights_catalogue())
+    assert readme[start:end] == declared, "regenerate with `talkingface list --weights` (checkpoints/README.md)"
+    names = [w.filename for w in weights_catalogue()]
+    assert {"clip_training_DINet_256mouth.pth", "syncnet_256mouth.pth", "sfd_face.pth"} <= set(names)
+    assert len(names) == len(set(names))

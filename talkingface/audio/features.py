@@ -49,6 +49,9 @@ class AudioFeature(abc.ABC):
 
     registered_name: ClassVar[str] = ""
     sample_rate: ClassVar[int] = 16000
+    # the axis of one frame's feature that runs over time (None: none, or not known); averaged when a model
+    # reduces the feature to one vector per frame (talkingface.audio.vectors)
+    time_axis: ClassVar[int | None] = None
 
     def __init__(self, config: Any = None):
         self.config = config
@@ -85,6 +88,8 @@ class AudioFeature(abc.ABC):
 class MelChunks(AudioFeature):
     """Wav2Lip's ``(80, 16)`` log-mel window per frame: 0.2 s starting at the frame's time."""
 
+    time_axis = 1
+
     def frame_shape(self) -> tuple[int, ...]:
         return (N_MELS, CHUNK_COLUMNS)
 
@@ -95,6 +100,8 @@ class MelChunks(AudioFeature):
 @register_audio_feature("mfcc")
 class MfccRows(AudioFeature):
     """The 4 python_speech_features MFCC rows (10 ms apart) starting at each frame's time: ``(4, 13)``."""
+
+    time_axis = 0
 
     def frame_shape(self) -> tuple[int, ...]:
         return (MFCC_ROWS_PER_FRAME, MFCC_COEFFICIENTS)

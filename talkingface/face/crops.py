@@ -109,3 +109,16 @@ def align_to_template(frame: np.ndarray, landmarks: np.ndarray, template: np.nda
         points = points[np.asarray(indices)]
     matrix = similarity_transform(points, template)
     return warp_affine(frame, matrix, size, fill), matrix
+
+
+def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(h, w, C)`` image resized to ``size = (H, W)`` like ``cv2.resize(INTER_LINEAR)``: half-pixel
+    centres, edge clamping, no antialiasing. uint8 in, uint8 out (rounded); float in, float32 out."""
+    image = np.asarray(image)
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    if tuple(tensor.shape[-2:]) != tuple(size):
+        tensor = F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
+    out = tensor[0].permute(1, 2, 0).numpy()
+    if image.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out

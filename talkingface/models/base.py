@@ -9,11 +9,13 @@ from typing import Any, ClassVar, Iterator, Mapping
 import torch
 from torch import nn
 
-from ..config import Config
+from ..config import Config, config_root, load_config, read_yaml
+from ..registry import MODELS
 from ..errors import CheckpointError, ConfigError
-from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, is_native_checkpoint,
+from ..checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, is_native_checkpoint,
                          load_state_dict_strict, read_checkpoint)
-from .optimization import OptimizationContext
+from ..training.optimization import OptimizationContext
+from ..weights import KnownWeights
 
 OptimizerSpec = Mapping[str, torch.optim.Optimizer]
 
@@ -26,8 +28,9 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
     several optimizer steps per batch: inside ``training_step`` call ``self.backward(loss)`` and
     ``self.optimizer_step(optimizer)`` instead of ``loss.backward()`` / ``optimizer.step()``.
 
-    Subclasses set ``default_config`` (their config keys and defaults) and implement
-    ``configure_optimizers``, ``training_step``, ``build_dataset`` and ``generate``.
+    Subclasses keep their config keys and defaults in ``configs/model/<name>.yaml`` (or ``default_config``)
+    and implement ``configure_optimizers``, ``training_step``, ``build_dataset`` and ``generate``. A config
+    without the model's own section gets the model's defaults layered in here.
     """
 
     default_config: ClassVar[dict] = {}
@@ -36,12 +39,23 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
     # config overrides that make one training step and one generate on ``default_dataset`` take seconds on a
     # CPU (tests/test_models.py layers them over its tiny run settings)
     smoke_config: ClassVar[dict] = {}
+    # the authors' released weight files this model loads (``fills`` names the submodules each one loads)
+    releases: ClassVar[tuple[KnownWeights, ...]] = ()
 
     def __init__(self, config: Config | Mapping | None = None):
         super().__init__()
         self.config = config if isinstance(config, Config) else Config(config or {})
+        name = self.registered_name
+        if name and name in MODELS and any(key not in self.config for key in self._own_sections()):
+            self.config = load_config(model=name, config=self.config.to_dict())
         self.optimization = OptimizationContext()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}  # filled by the trainer
+
+    @classmethod
+    def _own_sections(cls) -> set[str]:
+        """Top-level keys of the model's defaults (``default_config`` and ``configs/model/<name>.yaml``)."""
+        path = config_root() / "model" / f"{cls.registered_name}.yaml"
+        return set(cls.default_config) | (set(read_yaml(path)) if path.is_file() else set())
 
     # ---- training contract -------------------------------------------------------------------
     @abc.abstractmethod
@@ -117,37 +131,47 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
                 p.requires_grad_(flag)
 
     # ---- checkpoints -------------------------------------------------------------------------
-    @classmethod
-    def convert_official_checkpoint(cls, checkpoint: Any) -> dict[str, torch.Tensor] | None:
-        """Convert the authors' released file into this model's state dict (timm's filter idea).
+    def convert_official_checkpoint(self, checkpoint: Any, source: str) -> dict[str, Mapping[str, torch.Tensor]] | None:
+        """The authors' released file as ``{submodule: state_dict}`` (timm's ``checkpoint_filter_fn(state_dict,
+        model)``); the key ``""`` is the whole model. Submodules the file does not hold are left as they are.
 
-        Return ``None`` when ``checkpoint`` is not in an official layout this model knows.
+        Return ``None`` when ``checkpoint`` is not an official layout this model knows; raise CheckpointError
+        naming ``source`` for a known layout that is damaged.
         """
         return None
+
+    def release_example(self, release: KnownWeights) -> Any:
+        """The contents ``release`` would have if the authors' code saved this model's current weights (their
+        layout, prefixes and containers): the inverse of ``convert_official_checkpoint``, which the generic
+        tests use to check each declared release (tests/test_models.py). Models that declare releases
+        implement it."""
+        raise NotImplementedError(f"{type(self).__name__} declares releases but no release_example")
 
     def load_checkpoint(self, path: str | Path, strict: bool = True) -> "TalkingFaceModel":
         """Load our checkpoint format or the authors' release (via ``convert_official_checkpoint``).
 
-        Loads with ``weights_only=True`` (or safetensors). With ``strict`` any missing or unexpected
-        key or shape mismatch raises CheckpointError naming them.
+        Loads with ``weights_only=True`` (or safetensors). With ``strict`` any missing or unexpected key or
+        shape mismatch in a loaded submodule raises CheckpointError naming the file, the submodule and the keys.
         """
         checkpoint = read_checkpoint(path)
         if is_native_checkpoint(checkpoint):
             saved_model = checkpoint.get("model")
             if saved_model and self.registered_name and saved_model != self.registered_name:
                 raise CheckpointError(f"{path} holds a {saved_model!r} checkpoint, not {self.registered_name!r}")
-            state_dict = checkpoint["state_dict"]
+            parts: Mapping[str, Mapping[str, torch.Tensor]] | None = {"": checkpoint["state_dict"]}
         else:
-            state_dict = self.convert_official_checkpoint(checkpoint)
-            if state_dict is None:
-                raise CheckpointError(
-                    f"{path} is neither a talkingface checkpoint nor an official "
-                    f"{self.registered_name or type(self).__name__} release this model can convert"
-                )
-        if strict:
-            load_state_dict_strict(self, state_dict, str(path))
-        else:
-            self.load_state_dict(state_dict, strict=False)
+            parts = self.convert_official_checkpoint(checkpoint, str(path))
+        if parts is None:
+            known = ", ".join(w.filename for w in self.releases) or "none declared"
+            raise CheckpointError(f"{path} is neither a talkingface checkpoint nor an official "
+                                  f"{self.registered_name or type(self).__name__} release this model can convert "
+                                  f"(its releases: {known})")
+        for name, state_dict in parts.items():
+            module = self.get_submodule(name) if name else self
+            if strict:
+                load_state_dict_strict(module, state_dict, f"{path} [{name}]" if name else str(path))
+            else:
+                module.load_state_dict(state_dict, strict=False)
         return self
 
     def save_weights(self, path: str | Path) -> Path:

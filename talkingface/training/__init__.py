@@ -1,6 +1,6 @@
 """The trainer loop and what it needs: devices, seeds, samplers, checkpoints, scalar logs."""
-from .device import resolve_device
-from .seed import seed_everything
+from ..device import resolve_device
+from ..seeding import seed_everything
 from .trainer import Trainer
 
 __all__ = ["Trainer", "resolve_device", "seed_everything"]

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..io_utils import atomic_write
-from ..models.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, is_native_checkpoint,
+from ..checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, is_native_checkpoint,
                                  load_state_dict_strict, read_checkpoint)
 
 

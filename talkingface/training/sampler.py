@@ -12,13 +12,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .seed import isolated_rng
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed unique to (seed, epoch, index)."""
-    value = (seed * 1_000_003 + epoch) * 2_147_483_647 + index
-    return (value * 6364136223846793005 + 1442695040888963407) % (2**63)
+from ..seeding import isolated_rng, sample_seed
 
 
 class ResumableSampler(Sampler):

@@ -6,22 +6,24 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config
+from ..device import resolve_device
 from ..errors import ConfigError
 from ..log import progress_bar
-from ..models.base import TalkingFaceModel
+from ..seeding import capture_rng_state, restore_rng_state
 from .checkpointing import load_training_checkpoint, save_training_checkpoint
-from .device import resolve_device
 from .distributed import all_reduce_means, barrier, broadcast_module, init_distributed
+from .optimization import OptimizationContext
 from .sampler import ResumableSampler, SeededDataset
 from .scalars import ScalarLog, plot_scalars
-from .seed import capture_rng_state, restore_rng_state
-from ..models.optimization import OptimizationContext
+
+if TYPE_CHECKING:  # the contract the trainer runs; models sit above training (docs/architecture.md)
+    from ..models.base import TalkingFaceModel
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import torch
 from ...config import Config, defaults_of, merge_layer
 from ...errors import CheckpointError, ConfigError
 from ...registry import register_audio_feature
-from ...training.device import resolve_device
+from ...device import resolve_device
 from ...weights import CHECKPOINT_DIR, KnownWeights
 from ..features import AudioFeature, reconcile_length
 from .convert import build_network

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import CheckpointError
-from ...models.checkpoint import add_missing_batchnorm_counters, load_state_dict_strict, read_checkpoint
-from ...training.device import resolve_device
+from ...checkpoint import add_missing_batchnorm_counters, load_state_dict_strict, read_checkpoint
+from ...device import resolve_device
 from .inception import FIDInceptionV3
 
 CLASSIFIER_KEYS = ("fc.weight", "fc.bias")  # the 1008-class TF classifier; FID stops before it

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ...errors import CheckpointError
-from ...training.device import resolve_device
+from ...device import resolve_device
 from .network import BACKBONES, LPIPSNetwork
 from .weights import BACKBONE_WEIGHTS, HEAD_WEIGHTS, load_lpips_network, resolve_head_path
 

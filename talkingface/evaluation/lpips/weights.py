@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 
 from ...errors import CheckpointError
-from ...models.checkpoint import load_state_dict_strict, read_checkpoint
+from ...checkpoint import load_state_dict_strict, read_checkpoint
 from ...weights import KnownWeights
 from .network import LinearHeads, LPIPSNetwork, TappedFeatures
 

@@ -9,8 +9,8 @@ import torch
 
 from ...errors import DataError
 from ...media import iter_frames, read_audio
-from ...models.checkpoint import add_missing_batchnorm_counters, load_state_dict_strict, read_checkpoint
-from ...training.device import resolve_device
+from ...checkpoint import add_missing_batchnorm_counters, load_state_dict_strict, read_checkpoint
+from ...device import resolve_device
 from .distance import RunningDistances, scores_from_means
 from .inference import SyncNetInference
 from .inputs import (FPS, MFCC_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME, WINDOW_FRAMES, WINDOW_MFCC, audio_to_mfcc,

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ...errors import CheckpointError, DataError
-from ...models.checkpoint import load_state_dict_strict, read_checkpoint
-from ...training.device import resolve_device
+from ...checkpoint import load_state_dict_strict, read_checkpoint
+from ...device import resolve_device
 from .boxes import detect_one, feature_map_sizes, nms_numpy, prior_boxes
 from .network import S3FD
 from .preprocess import prepare, scaled_size

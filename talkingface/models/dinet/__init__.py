@@ -4,6 +4,5 @@
 ``dinet`` model: stages, losses, inference). See docs/dinet.md.
 """
 from .model import DINet, audio_width
-from .stages import StageSettings, lr_factor, stage_settings
 
-__all__ = ["DINet", "StageSettings", "audio_width", "lr_factor", "stage_settings"]
+__all__ = ["DINet", "audio_width"]

@@ -9,14 +9,19 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ...errors import CheckpointError, ConfigError, DataError
+from ...audio import feature_width
+from ...dubbing import LOOP_OPTIONS, dub
+from ...errors import ConfigError, DataError
 from ...registry import AUDIO_FEATURES, register_model
+from ...weights import KnownWeights
 from ..base import TalkingFaceModel
-from ..checkpoint import is_native_checkpoint, load_state_dict_strict, read_checkpoint
-from .data import DINetClipDataset, DINetFrameDataset, feature_width
-from .losses import PerceptualLoss, discriminator_loss, lsgan, sync_loss
-from .networks import DINetNetworks, convert_dinet_checkpoint, flatten_state_dicts, official_dinet_layout
-from .stages import StageSettings, default_stage, lr_factor, stage_settings
+from ..common import (PerceptualLoss, StageSettings, default_stage, discriminator_step, lr_factor, lsgan,
+                      stage_settings, sync_loss)
+from .data import DINetClipDataset, DINetFrameDataset
+from .dubbing import DINET_OPTIONS, DINetDubbing
+from .networks import (OFFICIAL_NETWORKS, DINetNetworks, check_mouth_size, convert_dinet_checkpoint,
+                       official_dinet_layout)
+from .releases import RELEASES
 from .syncnet_data import SyncNetPairDataset
 
 logger = logging.getLogger(__name__)
@@ -41,19 +46,16 @@ class DINet(TalkingFaceModel):
 
     # The defaults live in configs/model/dinet.yaml, which load_config layers in for the model "dinet".
     default_dataset = "demo"
+    releases = RELEASES
     smoke_config = {"demo": {"clips": 3}, "preprocess": {"features": ["mfcc"]},
                     "dinet": {"mouth_region_size": 64, "audio_feature": "mfcc"}}
 
     def __init__(self, config=None):
         super().__init__(config)
-        if "dinet" not in self.config:
-            from ...config import load_config
-
-            self.config = load_config(model="dinet", config=self.config.to_dict())
         self.options = self.config["dinet"]
         self.audio_channels = audio_width(self.config)
         self.networks = DINetNetworks(int(self.options["mouth_region_size"]), audio_channel=self.audio_channels)
-        self.settings: StageSettings = default_stage(self.options)
+        self.settings: StageSettings = default_stage(self.options, "dinet", check_mouth_size)
         self.inference_mouth = int(self.options["mouth_region_size"])
         self._perceptual: PerceptualLoss | None = None
 
@@ -81,7 +83,7 @@ class DINet(TalkingFaceModel):
     @property
     def perceptual(self) -> PerceptualLoss:
         if self._perceptual is None:
-            self._perceptual = PerceptualLoss(self.options)
+            self._perceptual = PerceptualLoss(self.options, "dinet")
         return self._perceptual
 
     def train(self, mode: bool = True) -> "DINet":
@@ -97,7 +99,7 @@ class DINet(TalkingFaceModel):
     def enter_stage(self, stage: str, previous: Path | None) -> Mapping[str, Any]:
         """Switch to ``stage``, load ``previous`` (ours or an official release: the networks it holds) and
         return the stage's ``train`` overrides (epochs, batch size)."""
-        settings = stage_settings(stage, self.options)
+        settings = stage_settings(stage, self.options, "dinet", check_mouth_size)
         if previous is not None:
             self.load_checkpoint(previous)
         self.settings = settings
@@ -156,20 +158,13 @@ class DINet(TalkingFaceModel):
             return self._clip_step(batch)
         return self._frame_step(batch)
 
-    def _d_step(self, name: str, net: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            loss = discriminator_loss(net(fake.detach())[1], net(real)[1])
-        self.backward(loss)
-        self.optimizer_step(self.optimizers[name])
-        return loss
-
     def _frame_step(self, batch: dict) -> dict[str, float]:
         """train_DINet_frame.py: D_I (LSGAN) then G = perception + MSE(D_I(fake), 1)."""
         nets = self.networks
         source = batch["source"]
         with self.autocast():
             fake = nets.generator(batch["source_masked"], batch["refs"], batch["audio"])
-        d_loss = self._d_step("frame_discriminator", nets.frame_discriminator, fake, source)
+        d_loss = discriminator_step(self, "frame_discriminator", nets.frame_discriminator, fake, source)
         with self.frozen(nets.frame_discriminator):
             with self.autocast():
                 perception = self.perceptual(fake, source)
@@ -198,8 +193,8 @@ class DINet(TalkingFaceModel):
             fake = nets.generator(self._frames(batch["masked"]), self._frames(batch["refs"]),
                                   self._frames(batch["audio"]))
         fake_clip, real_clip = self._clips(fake, size), self._clips(source, size)
-        d_i = self._d_step("frame_discriminator", nets.frame_discriminator, fake, source)
-        d_v = self._d_step("clip_discriminator", nets.clip_discriminator, fake_clip, real_clip)
+        d_i = discriminator_step(self, "frame_discriminator", nets.frame_discriminator, fake, source)
+        d_v = discriminator_step(self, "clip_discriminator", nets.clip_discriminator, fake_clip, real_clip)
         with self.frozen(nets.frame_discriminator, nets.clip_discriminator, nets.syncnet):
             with self.autocast():
                 perception = self.perceptual(fake, source)
@@ -244,42 +239,26 @@ class DINet(TalkingFaceModel):
         return {"loss": F.l1_loss(fake.float(), source).item()}
 
     # ---- checkpoints -------------------------------------------------------------------------
-    @classmethod
-    def convert_official_checkpoint(cls, checkpoint: Any) -> dict[str, torch.Tensor] | None:
-        """``{"networks.generator.…": tensor, …}`` for the networks an official file holds (None otherwise)."""
+    def convert_official_checkpoint(self, checkpoint: Any, source: str) -> dict[str, dict[str, torch.Tensor]] | None:
+        """``{"networks.generator": state_dict, ...}`` for the networks an official file holds (releases.py)."""
         if official_dinet_layout(checkpoint) is None:
             return None
-        return flatten_state_dicts(convert_dinet_checkpoint(checkpoint), "networks.")
+        return {f"networks.{name}": state for name, state in convert_dinet_checkpoint(checkpoint, source).items()}
 
-    def load_checkpoint(self, path: str | Path, strict: bool = True) -> "DINet":
-        """Our checkpoints (every network, strict), or an official release: each network it holds is
-        loaded strictly (errors name the file, the network and the keys), the others are left as they are."""
-        checkpoint = read_checkpoint(path)
-        if is_native_checkpoint(checkpoint):
-            saved = checkpoint.get("model")
-            if saved and saved != self.registered_name:
-                raise CheckpointError(f"{path} holds a {saved!r} checkpoint, not {self.registered_name!r}")
-            if strict:
-                load_state_dict_strict(self, checkpoint["state_dict"], str(path))
-            else:
-                self.load_state_dict(checkpoint["state_dict"], strict=False)
-            return self
-        if official_dinet_layout(checkpoint) is None:
-            raise CheckpointError(f"{path} is neither a talkingface checkpoint nor an official DINet release "
-                                  "(clip_training_DINet_256mouth.pth, a frame-stage file or syncnet_256mouth.pth)")
-        for name, state_dict in convert_dinet_checkpoint(checkpoint, str(path)).items():
-            module = getattr(self.networks, name)
-            if strict:
-                load_state_dict_strict(module, state_dict, f"{path} [{name}]")
-            else:
-                module.load_state_dict(state_dict, strict=False)
-        return self
+    def release_example(self, release: KnownWeights) -> dict:
+        """``release`` in the official layout (``state_dict`` entries by network, DataParallel's ``module.``
+        prefix on the training files), holding this model's current weights."""
+        entry = {network: name for name, network in OFFICIAL_NETWORKS.items()}
+        prefix = "" if release.fills == ("networks.syncnet",) else "module."
+        nets = {entry[fill.split(".", 1)[1]]: {prefix + k: v for k, v in self.get_submodule(fill).state_dict().items()}
+                for fill in release.fills}
+        return {"epoch": 160, "state_dict": nets} if prefix else {"state_dict": nets}
 
     # ---- inference ---------------------------------------------------------------------------
-    def generate(self, source_video: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Path:
-        """Dub ``source_video`` with ``audio`` (docs/dinet.md, inference). Options: ``fps`` (e.g. 25; default
-        the source's rate), ``face`` (``largest`` or an index), ``paste`` (``feathered``/``official``),
-        ``batch``, ``feather``, ``progress``, ``seed``."""
-        from .inference import dub
+    generate_options = (*LOOP_OPTIONS, *DINET_OPTIONS)
 
-        return dub(self, source_video, audio, output, **options)
+    def generate(self, source_video: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Path:
+        """Dub ``source_video`` with ``audio`` through the shared loop (docs/dinet.md, inference); options:
+        ``generate_options`` (``fps``, ``face``, ``batch``, ``paste``, ``feather``), ``seed`` and ``progress``."""
+        hooks = DINetDubbing(self, options.get("paste"), options.get("feather"))
+        return dub(hooks, source_video, audio, output, DINET_OPTIONS, **options)

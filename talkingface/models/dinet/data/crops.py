@@ -8,8 +8,8 @@ Boxes are ``(top, bottom, left, right)`` integer slice bounds: ``frame[top:botto
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from ....face.crops import resize_bilinear
 from ..networks.container import face_size, mouth_box  # one definition of the geometry
 
 Box4 = tuple[int, int, int, int]
@@ -91,19 +91,6 @@ def mouth_region(face, mouth: int, channels_last: bool = False):
     if channels_last:
         return face[..., top:bottom, left:right, :]
     return face[..., top:bottom, left:right]
-
-
-def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(h, w, C)`` image resized to ``size = (H, W)`` like ``cv2.resize(INTER_LINEAR)``: half-pixel
-    centres, edge clamping, no antialiasing. uint8 in, uint8 out (rounded); float in, float32 out."""
-    image = np.asarray(image)
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-    if tuple(tensor.shape[-2:]) != tuple(size):
-        tensor = F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
-    out = tensor[0].permute(1, 2, 0).numpy()
-    if image.dtype == np.uint8:
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return out
 
 
 def crop_face(frame: np.ndarray, box: Box4, size: tuple[int, int]) -> np.ndarray:

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from ....errors import DataError
 from ....media import probe_video
-from .audio import feature_time_axis, frame_vectors
+from ....audio import feature_time_axis, frame_vectors
 from .cache import cached_crops, open_crops
 from .clips import clip_features, generator_window, plan_clips, syncnet_window
 from .crops import face_size, mouth_mask
@@ -108,7 +108,7 @@ class _DINetDataset(Dataset):
         """The generator of item ``index`` (see the module docstring)."""
         if self.seed is None:
             return np.random.default_rng(int(np.random.randint(0, 2**62, dtype=np.int64)))
-        from ....training.sampler import sample_seed
+        from ....seeding import sample_seed
 
         return np.random.default_rng(sample_seed(int(self.seed), self.epoch, int(index)))
 

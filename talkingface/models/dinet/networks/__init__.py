@@ -2,18 +2,14 @@
 from .adaat import PI, AdaAT
 from .blocks import DownBlock1d, DownBlock2d, ResBlock1d, ResBlock2d, SameBlock1d, SameBlock2d, UpBlock2d
 from .container import DINetNetworks, check_mouth_size, face_size, mouth_box
-from .convert import (OFFICIAL_NETWORKS, convert_dinet_checkpoint, flatten_state_dicts, load_dinet_checkpoint,
-                      official_dinet_layout)
+from .convert import OFFICIAL_NETWORKS, convert_dinet_checkpoint, official_dinet_layout
 from .discriminator import Discriminator, DiscriminatorBlock
 from .generator import DINetGenerator
 from .syncnet import DINetSyncNet
-from .vgg import (PERCEPTUAL_LOSS_WEIGHT, VGG19_WEIGHTS, Vgg19Features, half_resolution_pair, perceptual_loss,
-                  vgg19_feature_layers)
 
 __all__ = [
     "PI", "AdaAT", "DownBlock1d", "DownBlock2d", "ResBlock1d", "ResBlock2d", "SameBlock1d", "SameBlock2d",
     "UpBlock2d", "DINetNetworks", "check_mouth_size", "face_size", "mouth_box", "OFFICIAL_NETWORKS",
-    "convert_dinet_checkpoint", "flatten_state_dicts", "load_dinet_checkpoint", "official_dinet_layout",
-    "Discriminator", "DiscriminatorBlock", "DINetGenerator", "DINetSyncNet", "PERCEPTUAL_LOSS_WEIGHT",
-    "VGG19_WEIGHTS", "Vgg19Features", "half_resolution_pair", "perceptual_loss", "vgg19_feature_layers",
+    "convert_dinet_checkpoint", "official_dinet_layout",
+    "Discriminator", "DiscriminatorBlock", "DINetGenerator", "DINetSyncNet",
 ]

@@ -9,14 +9,12 @@ Official layouts (``torch.load(..., weights_only=True)`` reads them: tensors, in
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from torch import nn
 
+from ....checkpoint import add_missing_batchnorm_counters, strip_prefix
 from ....errors import CheckpointError
-from ...checkpoint import add_missing_batchnorm_counters, load_state_dict_strict, read_checkpoint, strip_prefix
 
 OFFICIAL_NETWORKS: dict[str, str] = {
     "net_g": "generator",
@@ -67,25 +65,3 @@ def convert_dinet_checkpoint(obj: Any, source: str = "checkpoint") -> StateDicts
     if unknown:
         raise CheckpointError(f"{source}: unexpected networks in state_dict: {', '.join(unknown)}")
     return {OFFICIAL_NETWORKS[entry]: _clean(nets[entry], entry, source) for entry in nets}
-
-
-def flatten_state_dicts(parts: Mapping[str, Mapping[str, torch.Tensor]], prefix: str = "") -> dict[str, torch.Tensor]:
-    """``{"generator": {"a": t}}`` -> ``{prefix + "generator.a": t}`` (one state dict for a container)."""
-    return {f"{prefix}{name}.{key}": value for name, sd in parts.items() for key, value in sd.items()}
-
-
-def load_dinet_checkpoint(networks: nn.Module, checkpoint: Any, source: str | None = None) -> list[str]:
-    """Strictly load an official file (a path, or its loaded contents) into a DINetNetworks container.
-
-    Every network present in the file must match its module exactly (CheckpointError naming the file,
-    the network and the keys otherwise); networks absent from the file are left untouched. Returns
-    the names of the networks loaded.
-    """
-    if isinstance(checkpoint, (str, Path)):
-        source = source or str(checkpoint)
-        checkpoint = read_checkpoint(checkpoint)
-    source = source or "checkpoint"
-    parts = convert_dinet_checkpoint(checkpoint, source)
-    for name, state_dict in parts.items():
-        load_state_dict_strict(getattr(networks, name), state_dict, f"{source} [{name}]")
-    return list(parts)

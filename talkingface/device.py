@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 def resolve_device(spec: str | None = "auto") -> torch.device:

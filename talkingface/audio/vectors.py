@@ -1,7 +1,7 @@
-"""Per-frame audio features as the ``(T, C)`` vectors DINet's audio encoders read (width rule).
+"""Per-frame audio features as ``(T, C)`` vectors, one per video frame (the width rule).
 
-DINet reads 29-wide DeepSpeech logits. Other registered per-frame features are turned into one
-vector per video frame:
+DINet and LawDNet read 29-wide DeepSpeech logits; any other registered per-frame feature is turned into
+one vector per video frame:
 
 * ``(T, C)`` features are used as they are (``deepspeech``: C = 29);
 * ``(T, a, b, ...)`` features are flattened per frame in C order (``mfcc`` (4, 13) -> 52), unless
@@ -9,14 +9,14 @@ vector per video frame:
   feature's time axis is averaged first (``mel`` (80, 16) -> mean over its 16 time columns -> 80).
 
 ``reduction`` is ``"auto"``, ``"flatten"`` (always flatten) or ``"time_mean"`` (always average the
-time axis, which must be known: ``FEATURE_TIME_AXIS``).
+time axis, which the feature declares as ``AudioFeature.time_axis``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-# per-frame axis (0-based, within one frame's feature) that runs over time
-FEATURE_TIME_AXIS = {"mel": 1, "mfcc": 0}
+from ..registry import AUDIO_FEATURES
+
 MAX_FLAT_WIDTH = 256
 REDUCTIONS = ("auto", "flatten", "time_mean")
 
@@ -46,9 +46,10 @@ def feature_time_axis(name: str, frame_shape: tuple[int, ...], reduction: str = 
         return None
     if reduction == "auto" and int(np.prod(frame_shape)) <= max_width:
         return None
-    if name not in FEATURE_TIME_AXIS:
+    axis = AUDIO_FEATURES.get(name).time_axis
+    if axis is None:
         raise ValueError(f"feature {name!r} {frame_shape}: its time axis is unknown; use reduction='flatten'")
-    return FEATURE_TIME_AXIS[name]
+    return int(axis)
 
 
 def feature_width(name: str, frame_shape: tuple[int, ...], reduction: str = "auto") -> int:

@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from talkingface.audio import feature_width, frame_vectors
 from talkingface.data import ClipStore
 from talkingface.media import VideoWriter, read_frames
 from talkingface.models.dinet.data import (clip_ends, clip_stage_pick, crop_box, crop_face, crop_radius,
-                                           face_size, feature_width, frame_stage_pick, frame_vectors,
-                                           generator_window, inference_reference_indices, mouth_box, mouth_mask,
-                                           mouth_region, paste_feathered, paste_official, plan_clips,
-                                           plan_inference, plan_references, rejection_reason, syncnet_window)
+                                           face_size, frame_stage_pick, generator_window, inference_reference_indices, mouth_box, mouth_mask,
+                                           mouth_region, paste_dinet_feathered, paste_official, plan_clips,
+                                           plan_references, rejection_reason, syncnet_window)
 from talkingface.models.dinet.data.dataset import DINetClipDataset, DINetFrameDataset
-from talkingface.models.dinet.data.inference_plan import feather_mask, official_paste_region, ping_pong
-from talkingface.training.seed import isolated_rng
+from talkingface.dubbing import ping_pong, plan_inference
+from talkingface.models.dinet.data.inference_plan import dinet_feather_mask, official_paste_region
+from talkingface.seeding import isolated_rng
 
 
 def face(y29: float = 100.7, x33: float = 105.2, chin: float = 160.3, x48: float = 80.9, x54: float = 130.4,
@@ -316,7 +317,7 @@ def test_feathered_paste_is_the_face_on_the_mouth_the_frame_outside_and_continuo
     frame = np.full((300, 260, 3), 50, np.uint8)
     box = crop_box(face(), 32)  # y29 = 100, x33 = 105, r = 32
     generated = np.full((104, 80, 3), 200, np.uint8)
-    out = paste_feathered(frame, generated, box, feather=8)
+    out = paste_dinet_feathered(frame, generated, box, 8)
     top, bottom, left, right = box
     # mouth box in frame pixels: rows [y29, y29 + 2r), cols [x33 - r, x33 + r)
     assert np.all(out[100:164, 73:137] == 200)
@@ -335,6 +336,6 @@ def test_feathered_paste_is_the_face_on_the_mouth_the_frame_outside_and_continuo
     assert max(np.abs(np.diff(hard.astype(int), axis=a)).max() for a in (0, 1)) == 150
     # with a textured frame the mouth box is still exactly the face
     textured = rng.integers(0, 256, frame.shape, dtype=np.uint8)
-    assert np.all(paste_feathered(textured, generated, box, 8)[100:164, 73:137] == 200)
-    alpha = feather_mask(box, 8)
+    assert np.all(paste_dinet_feathered(textured, generated, box, 8)[100:164, 73:137] == 200)
+    alpha = dinet_feather_mask(box, 8)
     assert alpha.shape == (104, 80) and np.all(alpha[32:96, 8:72] == 1) and alpha.max() == 1

@@ -1,11 +1,11 @@
-"""DINet's training stages: names, per-stage settings and the official learning-rate schedule."""
+"""Multi-stage (coarse-to-fine) recipes: stage names, per-stage settings and the official learning-rate
+schedule of DINet and LawDNet (``<section>.stages.<name>`` in the model's config)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ...errors import ConfigError
-from .networks import check_mouth_size
 
 STAGE_KINDS = ("syncnet", "frame", "clip")
 
@@ -38,45 +38,48 @@ def stage_kind(name: str) -> str:
     for kind in STAGE_KINDS:
         if name.startswith(kind):
             return kind
-    raise ConfigError(f"DINet stage {name!r}: the name must start with one of {', '.join(STAGE_KINDS)}")
+    raise ConfigError(f"stage {name!r}: the name must start with one of {', '.join(STAGE_KINDS)}")
 
 
-def stage_settings(name: str, options: Mapping[str, Any]) -> StageSettings:
-    """The settings of stage ``name`` from the ``dinet`` config section (``dinet.stages.<name>``)."""
+def stage_settings(name: str, options: Mapping[str, Any], section: str,
+                   check_mouth: Callable[[int], int]) -> StageSettings:
+    """The settings of stage ``name`` from the model's config section ``section`` (``<section>.stages.<name>``);
+    ``check_mouth`` validates the stage's mouth size (and raises ConfigError)."""
     stages = options["stages"]
     if name not in stages:
-        raise ConfigError(f"DINet stage {name!r} has no settings under dinet.stages (known: {', '.join(stages)})")
+        raise ConfigError(f"{section} stage {name!r} has no settings under {section}.stages "
+                          f"(known: {', '.join(stages)})")
     entry = stages[name]
     try:
-        mouth = check_mouth_size(int(entry["mouth"]))
+        mouth = check_mouth(int(entry["mouth"]))
         settings = StageSettings(name, stage_kind(name), mouth, int(entry["augment_num"]),
                                  None if entry["batch_size"] is None else int(entry["batch_size"]),
                                  None if entry["epochs"] is None else int(entry["epochs"]),
                                  int(entry["non_decay"]), int(entry["decay"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"dinet.stages.{name}: needs mouth, augment_num, batch_size, epochs, non_decay, decay "
-                          f"({exc})") from exc
+        raise ConfigError(f"{section}.stages.{name}: needs mouth, augment_num, batch_size, epochs, non_decay, "
+                          f"decay ({exc})") from exc
     if settings.augment_num < 1 or settings.non_decay < 0 or settings.decay < 0:
-        raise ConfigError(f"dinet.stages.{name}: augment_num must be >= 1 and non_decay/decay >= 0")
+        raise ConfigError(f"{section}.stages.{name}: augment_num must be >= 1 and non_decay/decay >= 0")
     return settings
 
 
-def default_stage(options: Mapping[str, Any]) -> StageSettings:
-    """The stage a model that entered none trains: the frame stage at ``dinet.mouth_region_size``.
+def default_stage(options: Mapping[str, Any], section: str, check_mouth: Callable[[int], int]) -> StageSettings:
+    """The stage a model that entered none trains: the frame stage at ``<section>.mouth_region_size``.
 
-    Its data/schedule settings come from ``dinet.stages.frame<M>`` when that exists; batch size and
+    Its data/schedule settings come from ``<section>.stages.frame<M>`` when that exists; batch size and
     epochs are left to the ``train`` section.
     """
-    mouth = check_mouth_size(int(options["mouth_region_size"]))
+    mouth = check_mouth(int(options["mouth_region_size"]))
     name = f"frame{mouth}"
     if name in options["stages"]:
-        base = stage_settings(name, options)
+        base = stage_settings(name, options, section, check_mouth)
         return StageSettings(name, "frame", mouth, base.augment_num, None, None, base.non_decay, base.decay)
     return StageSettings(name, "frame", mouth, 1, None, None, 200, 200)
 
 
 def lr_factor(epoch: int, non_decay: int, decay: int) -> float:
-    """``train_DINet_*.py``'s LambdaLR: 1 for ``non_decay`` epochs, then linearly down over ``decay + 1``.
+    """DINet's ``train_DINet_*.py`` LambdaLR (LawDNet keeps it): 1 for ``non_decay`` epochs, then linearly down over ``decay + 1``.
 
     Clamped at 0 (the release's factor turns negative past ``non_decay + decay + 1`` epochs).
     """

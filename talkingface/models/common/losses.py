@@ -1,4 +1,5 @@
-"""DINet's training losses: LSGAN terms, the perceptual loss (VGG19 or the documented fallback), SyncNet MSE."""
+"""Training losses shared by the inpainting models: LSGAN terms, the discriminator step, SyncNet MSE, and the
+perceptual loss (VGG19, or the documented pixel-L1 fallback when its weights are absent)."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import CheckpointError, ConfigError
-from .networks import VGG19_WEIGHTS, Vgg19Features, half_resolution_pair, perceptual_loss
+from .vgg import VGG19_WEIGHTS, Vgg19Features, half_resolution_pair, perceptual_loss
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,17 @@ def sync_loss(scores: torch.Tensor, in_sync: bool = True) -> torch.Tensor:
     return lsgan(scores, in_sync)
 
 
+def discriminator_step(model: Any, name: str, net: torch.nn.Module, fake: torch.Tensor,
+                       real: torch.Tensor) -> torch.Tensor:
+    """One LSGAN update of discriminator ``net`` (optimizer ``model.optimizers[name]``) on detached ``fake``
+    and ``real``; ``model`` is the TalkingFaceModel running the step (autocast, backward, optimizer step)."""
+    with model.autocast():
+        loss = discriminator_loss(net(fake.detach())[1], net(real)[1])
+    model.backward(loss)
+    model.optimizer_step(model.optimizers[name])
+    return loss
+
+
 def pixel_l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """The fallback for the perceptual loss: mean of the pixel L1 at full and at half resolution
     (halved like the perceptual loss: fake by 3x3/2 average pooling, real bilinear)."""
@@ -39,16 +51,22 @@ def pixel_l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 class PerceptualLoss:
-    """``lamb_perception`` × DINet's VGG19 perceptual loss, or × ``pixel_l1_loss`` when the weights are absent
+    """``lamb_perception`` × the VGG19 perceptual loss, or × ``pixel_l1_loss`` when the weights are absent
     and ``perceptual_fallback: l1`` allows it. The VGG is loaded on first use and kept out of the model's
-    state dict (it is not part of DINet's checkpoints)."""
+    state dict (it is not part of the models' checkpoints).
 
-    def __init__(self, options: Mapping[str, Any]):
+    ``options``: the model's config section (``lamb_perception``, ``vgg19_weights``, ``perceptual_fallback``),
+    named ``section`` in messages.
+    """
+
+    def __init__(self, options: Mapping[str, Any], section: str):
+        self.section = section
         self.weight = float(options["lamb_perception"])
         self.path = Path(options["vgg19_weights"]) if options["vgg19_weights"] else VGG19_WEIGHTS.default_path()
         self.fallback = str(options["perceptual_fallback"])
         if self.fallback not in PERCEPTUAL_FALLBACKS:
-            raise ConfigError(f"dinet.perceptual_fallback must be one of {PERCEPTUAL_FALLBACKS}, got {self.fallback!r}")
+            raise ConfigError(f"{section}.perceptual_fallback must be one of {PERCEPTUAL_FALLBACKS}, "
+                              f"got {self.fallback!r}")
         self._vgg: Vgg19Features | None = None
         self._resolved = False
 
@@ -65,12 +83,12 @@ class PerceptualLoss:
         if reason is None:
             self._vgg = Vgg19Features.pretrained(self.path).eval()
         elif self.fallback == "error":
-            raise CheckpointError(f"DINet's perceptual loss needs VGG19 weights: {reason} (download "
-                                  f"{VGG19_WEIGHTS.source}, or set dinet.perceptual_fallback: l1)")
+            raise CheckpointError(f"the {self.section} perceptual loss needs VGG19 weights: {reason} (download "
+                                  f"{VGG19_WEIGHTS.source}, or set {self.section}.perceptual_fallback: l1)")
         else:
-            logger.warning("DINet perceptual loss: VGG19 weights %s are missing (%s); training with the 'l1' "
+            logger.warning("%s perceptual loss: VGG19 weights %s are missing (%s); training with the 'l1' "
                            "fallback (pixel L1 at full and half resolution) instead. Download %s to %s for the "
-                           "official loss.", self.path, reason, VGG19_WEIGHTS.source, self.path)
+                           "official loss.", self.section, self.path, reason, VGG19_WEIGHTS.source, self.path)
         self._resolved = True
 
     def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from .errors import CheckpointError
 
 CHECKPOINT_FORMAT = "talkingface"
 CHECKPOINT_VERSION = 1

@@ -12,8 +12,7 @@ import torch
 import talkingface
 from talkingface.errors import CheckpointError, DataError
 from talkingface.media import VideoWriter, probe_video, read_frames, write_wav
-from talkingface.models.dinet import lr_factor
-from talkingface.models.dinet.losses import PerceptualLoss, pixel_l1_loss
+from talkingface.models.common import PerceptualLoss, lr_factor, pixel_l1_loss
 from talkingface.models.dinet.networks import DINetNetworks
 from talkingface.pipeline import train
 from numerics import assert_fp32_close, fp32_bound, max_abs_diff
@@ -99,14 +98,15 @@ def test_official_releases_load_strictly_and_reproduce_the_networks(tmp_path):
     m.save_weights(tmp_path / "ours.pth")
     again = talkingface.build_model("dinet", {"dinet": {"mouth_region_size": 64}}).load_checkpoint(tmp_path / "ours.pth")
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in m.state_dict().items())
-    assert talkingface.MODELS.get("dinet").convert_official_checkpoint({"weights": 1}) is None
+    assert m.convert_official_checkpoint({"weights": 1}, "other.pth") is None
 
 
 def test_wrong_checkpoints_are_named(tmp_path):
     reference = DINetNetworks(64, 29)
     clip_file, _, _ = official_files(tmp_path, reference)
     mfcc_model = talkingface.build_model("dinet", {"dinet": {"mouth_region_size": 64, "audio_feature": "mfcc"}})
-    with pytest.raises(CheckpointError, match=r"clip_training_DINet_64mouth.pth \[generator\].*audio_encoder.0.conv"):
+    with pytest.raises(CheckpointError,
+                       match=r"clip_training_DINet_64mouth.pth \[networks.generator\].*audio_encoder.0.conv"):
         mfcc_model.load_checkpoint(clip_file)  # 29-wide DeepSpeech encoder into a 52-wide MFCC model
     torch.save({"state_dict": {"something": {}}}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="other.pth"):
@@ -184,11 +184,11 @@ def test_perceptual_loss_falls_back_or_stops_when_vgg19_is_absent(tmp_path, capl
     options = dict(talkingface.build_model("dinet").options.to_dict(), vgg19_weights=str(tmp_path / "vgg.pth"))
     fake, real = torch.rand(1, 3, 52, 40), torch.rand(1, 3, 52, 40)
     with caplog.at_level(logging.WARNING):
-        loss = PerceptualLoss(options)(fake, real)
+        loss = PerceptualLoss(options, "dinet")(fake, real)
     assert str(tmp_path / "vgg.pth") in caplog.text
     assert torch.allclose(loss, 10 * pixel_l1_loss(fake, real)) and loss > 0
     with pytest.raises(CheckpointError, match="vgg.pth"):
-        PerceptualLoss({**options, "perceptual_fallback": "error"})(fake, real)
+        PerceptualLoss({**options, "perceptual_fallback": "error"}, "dinet")(fake, real)
 
 
 # ---- dubbing ---------------------------------------------------------------------------------------
@@ -309,11 +309,10 @@ def test_dubbing_memory_format_is_an_option_and_is_undone(tmp_path, channels_las
 
 
 def test_dubbing_autocast_is_fp16_on_cuda_only():
-    from types import SimpleNamespace
 
-    from talkingface.models.dinet.inference import inference_autocast
+    from talkingface.dubbing import inference_autocast
 
-    cpu, cuda = SimpleNamespace(device=torch.device("cpu")), SimpleNamespace(device=torch.device("cuda"))
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not isinstance(inference_autocast(cpu, True), torch.autocast)
     assert not isinstance(inference_autocast(cuda, False), torch.autocast)
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
@@ -325,7 +324,7 @@ def test_dubbing_autocast_is_fp16_on_cuda_only():
 def test_overlapped_dubbing_equals_the_plain_loop_and_fails_cleanly(tmp_path, monkeypatch):
     import threading
 
-    import talkingface.models.dinet.inference as inference
+    import talkingface.models.dinet.dubbing as inference
 
     src = face_video(tmp_path / "src.mp4", seconds=0.6)
     overlapped = dubber(overlap_io=True)
@@ -338,7 +337,7 @@ def test_overlapped_dubbing_equals_the_plain_loop_and_fails_cleanly(tmp_path, mo
     # encoder is deterministic (talkingface.media.video.x264_options).
     assert a.shape == b.shape and np.array_equal(a, b)
 
-    calls, original = [], inference.paste_feathered
+    calls, original = [], inference.paste_dinet_feathered
 
     def failing_paste(*args):
         calls.append(1)
@@ -346,7 +345,7 @@ def test_overlapped_dubbing_equals_the_plain_loop_and_fails_cleanly(tmp_path, mo
             raise OSError("paste failed on frame 5")
         return original(*args)
 
-    monkeypatch.setattr(inference, "paste_feathered", failing_paste)
+    monkeypatch.setattr(inference, "paste_dinet_feathered", failing_paste)
     with pytest.raises(OSError, match="frame 5"):
         overlapped.generate(src, src, tmp_path / "broken.mp4")
     assert not (tmp_path / "broken.mp4").exists() and list(tmp_path.glob("broken*")) == []

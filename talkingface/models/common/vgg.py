@@ -1,6 +1,7 @@
-"""VGG19 features for DINet's perceptual loss, in torchvision's ``features.*`` key layout.
+"""VGG19 features for the perceptual loss of DINet and its successors, in torchvision's ``features.*`` key
+layout.
 
-The release builds ``torchvision.models.vgg19(pretrained=True)`` (``vgg19-dcbb9e9d.pth``), normalises
+DINet's release builds ``torchvision.models.vgg19(pretrained=True)`` (``vgg19-dcbb9e9d.pth``), normalises
 its [0,1] RGB input with the ImageNet mean/std and keeps five slices ending at relu1_1, relu2_1,
 relu3_1, relu4_1 and relu5_1 (``features[0:2]``, ``[2:7]``, ``[7:12]``, ``[12:21]``, ``[21:30]``).
 torchvision is not needed: the layers are rebuilt here and the file's ``features.*`` tensors loaded.
@@ -13,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ....errors import CheckpointError
-from ....weights import KnownWeights
 from ...checkpoint import load_state_dict_strict, read_checkpoint
+from ...errors import CheckpointError
+from ...weights import KnownWeights
 
 VGG19_WEIGHTS = KnownWeights(
     "vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    "DINet perceptual loss (torchvision VGG19, ImageNet)", sha256_prefix="dcbb9e9d")
+    "perceptual loss of DINet and LawDNet (torchvision VGG19, ImageNet)", sha256_prefix="dcbb9e9d")
 
 # torchvision's cfg "E": channel counts, "M" = 2×2 max pooling.
 VGG19_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",

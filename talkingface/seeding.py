@@ -53,3 +53,9 @@ def isolated_rng(seed: int) -> Iterator[None]:
         finally:
             np.random.set_state(outer_np)
             random.setstate(outer_py)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed unique to (seed, epoch, index)."""
+    value = (seed * 1_000_003 + epoch) * 2_147_483_647 + index
+    return (value * 6364136223846793005 + 1442695040888963407) % (2**63)

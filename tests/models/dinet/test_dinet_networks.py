@@ -1,5 +1,5 @@
 """DINet's networks: official key layout, parameter counts, checkpoint conversion, outputs equal to the
-release's own classes (fixture made by tests/fixtures/dinet/make_fixture.py), VGG19 perceptual loss."""
+release's own classes (fixture made by tests/models/dinet/fixtures/make_fixture.py), VGG19 perceptual loss."""
 from __future__ import annotations
 
 import copy
@@ -12,17 +12,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import talkingface.models  # noqa: F401  (must keep importing with the new package present)
+import talkingface
 from talkingface.errors import CheckpointError, ConfigError
-from talkingface.models.dinet.networks import (PERCEPTUAL_LOSS_WEIGHT, PI, VGG19_WEIGHTS, AdaAT, DINetGenerator,
-                                               DINetNetworks, DINetSyncNet, Discriminator, Vgg19Features,
-                                               convert_dinet_checkpoint, face_size, load_dinet_checkpoint,
-                                               mouth_box, perceptual_loss)
+from talkingface.models.common import PERCEPTUAL_LOSS_WEIGHT, VGG19_WEIGHTS, Vgg19Features, perceptual_loss
+from talkingface.models.dinet.networks import (PI, AdaAT, DINetGenerator, DINetNetworks, DINetSyncNet, Discriminator,
+                                               convert_dinet_checkpoint, face_size, mouth_box)
 from talkingface.models.dinet.networks import adaat as adaat_module
 
 from numerics import REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dinet"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 KEYS_FILE = FIXTURES / "dinet_keys.txt"  # copy of /work/shared/reference/keys/dinet_keys.txt (upstream classes)
 
 
@@ -152,14 +151,23 @@ def official_release(parts: dict[str, dict[str, torch.Tensor]]) -> dict:
             "state_dict": {name: {f"module.{k}": v for k, v in sd.items()} for name, sd in parts.items()}}
 
 
+def dinet64():
+    return talkingface.build_model("dinet", {"mouth_region_size": 64})
+
+
+def release_file(tmp_path, name: str, obj) -> Path:
+    torch.save(obj, tmp_path / name)
+    return tmp_path / name
+
+
 def test_clip_checkpoint_round_trip(tmp_path):
-    nets = DINetNetworks(64)
+    model = dinet64()
+    nets = model.networks
     ours = {"net_g": random_state(nets.generator, 1), "net_dI": random_state(nets.frame_discriminator, 2),
             "net_dV": random_state(nets.clip_discriminator, 3)}
-    path = tmp_path / "clip_training_DINet_256mouth.pth"
-    torch.save(official_release(ours), path)
+    path = release_file(tmp_path, "clip_training_DINet_256mouth.pth", official_release(ours))
     syncnet_before = {k: v.clone() for k, v in nets.syncnet.state_dict().items()}
-    assert load_dinet_checkpoint(nets, path) == ["generator", "frame_discriminator", "clip_discriminator"]
+    assert model.load_checkpoint(path) is model
     for official, attr in (("net_g", "generator"), ("net_dI", "frame_discriminator"),
                            ("net_dV", "clip_discriminator")):
         loaded = getattr(nets, attr).state_dict()
@@ -169,29 +177,33 @@ def test_clip_checkpoint_round_trip(tmp_path):
 
 
 def test_frame_stage_and_syncnet_files(tmp_path):
-    nets = DINetNetworks(64)
+    model = dinet64()
+    nets = model.networks
     frame = {"net_g": random_state(nets.generator, 4), "net_dI": random_state(nets.frame_discriminator, 5)}
     converted = convert_dinet_checkpoint(official_release(frame))
     assert sorted(converted) == ["frame_discriminator", "generator"]
     assert not any(k.startswith("module.") for k in converted["generator"])
+    parts = model.convert_official_checkpoint(official_release(frame), "frame.pth")
+    assert sorted(parts) == ["networks.frame_discriminator", "networks.generator"]
 
     sync = random_state(nets.syncnet, 6)
-    path = tmp_path / "syncnet_256mouth.pth"
-    torch.save({"state_dict": {"net": sync}}, path)
-    assert load_dinet_checkpoint(nets, path) == ["syncnet"]
+    generator_before = {k: v.clone() for k, v in nets.generator.state_dict().items()}
+    model.load_checkpoint(release_file(tmp_path, "syncnet_256mouth.pth", {"state_dict": {"net": sync}}))
     assert all(torch.equal(nets.syncnet.state_dict()[k], v) for k, v in sync.items())
+    assert all(torch.equal(nets.generator.state_dict()[k], v) for k, v in generator_before.items())
 
 
-def test_old_file_without_batchnorm_counters():
-    nets = DINetNetworks(64)
-    state = {k: v for k, v in random_state(nets.generator, 7).items() if not k.endswith("num_batches_tracked")}
+def test_old_file_without_batchnorm_counters(tmp_path):
+    model = dinet64()
+    state = {k: v for k, v in random_state(model.networks.generator, 7).items()
+             if not k.endswith("num_batches_tracked")}
     assert len(state) == 332 - 46  # 46 BatchNorm layers
-    load_dinet_checkpoint(nets, official_release({"net_g": state}), "old.pth")
-    assert int(nets.generator.state_dict()["source_in_conv.0.norm.num_batches_tracked"]) == 0
+    model.load_checkpoint(release_file(tmp_path, "old.pth", official_release({"net_g": state})))
+    assert int(model.networks.generator.state_dict()["source_in_conv.0.norm.num_batches_tracked"]) == 0
 
 
 @pytest.mark.parametrize("damage", ["missing", "extra", "shape"])
-def test_mismatches_raise_naming_the_key(damage, networks):
+def test_mismatches_raise_naming_the_key(damage, networks, tmp_path):
     state = random_state(networks.generator, 8)
     key = "adaAT.translation.0.weight"
     if damage == "missing":
@@ -200,9 +212,10 @@ def test_mismatches_raise_naming_the_key(damage, networks):
         state[key := "adaAT.bogus.weight"] = torch.zeros(3)
     else:
         state[key] = torch.zeros(256, 256)
+    path = release_file(tmp_path, "dinet_frame_64.pth", official_release({"net_g": state}))
     with pytest.raises(CheckpointError, match=re.escape(key)) as info:
-        load_dinet_checkpoint(DINetNetworks(64), official_release({"net_g": state}), "dinet_frame_64.pth")
-    assert "dinet_frame_64.pth" in str(info.value) and "generator" in str(info.value)
+        dinet64().load_checkpoint(path)
+    assert "dinet_frame_64.pth" in str(info.value) and "networks.generator" in str(info.value)
 
 
 @pytest.mark.parametrize("obj", [{"net_g": {}}, {"state_dict": {"model": {}}}, [1, 2],
