@@ -16,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 import torch
+from torch import nn
 
 EPS32 = float(np.finfo(np.float32).eps)  # 1.19e-7: one rounding of a float32 near 1
 EPS64 = float(np.finfo(np.float64).eps)  # 2.22e-16
@@ -69,3 +70,39 @@ def assert_fp32_close(actual, expected, bound: float, what: str = "") -> float:
     error = max_abs_diff(actual, expected)
     assert error <= bound, f"{what}: float32 difference {error:.3g} > bound {bound:.3g}"
     return error
+
+
+# ---- seeded weights that are the same bytes on every CPU -------------------------------------------------
+def seeded_normal(shape, generator: torch.Generator) -> torch.Tensor:
+    """N(0, 1) float32, the same on every CPU (drawn in float64, then rounded)."""
+    return torch.randn(shape, generator=generator, dtype=torch.float64).float()
+
+
+def seeded_uniform(shape, generator: torch.Generator) -> torch.Tensor:
+    """U(0, 1) float32, the same on every CPU."""
+    return torch.rand(shape, generator=generator, dtype=torch.float64).float()
+
+
+def seeded_fill_(module: nn.Module, generator: torch.Generator) -> None:
+    """Every floating tensor of ``module``'s state dict, in key order: weights N(0, 2/fan_in) (activations stay
+    O(1)), other tensors N(0, 0.1²), BatchNorm affine U(0.5, 1.5) / N(0, 0.1²); running statistics are left
+    for a calibration pass. The same bytes on every CPU."""
+    state = module.state_dict()
+    with torch.no_grad():
+        for key in state:
+            tensor = state[key]
+            if not tensor.is_floating_point():
+                continue
+            name = key.rsplit(".", 1)[-1]
+            owner = module.get_submodule(key.rsplit(".", 1)[0])
+            if isinstance(owner, nn.modules.batchnorm._BatchNorm):
+                if name == "weight":
+                    tensor.copy_(seeded_uniform(tensor.shape, generator) + 0.5)
+                elif name == "bias":
+                    tensor.copy_(seeded_normal(tensor.shape, generator) * 0.1)
+                continue  # running stats come from calibration
+            if name == "weight":
+                fan_in = tensor[0].numel()
+                tensor.copy_(seeded_normal(tensor.shape, generator) * (2.0 / fan_in) ** 0.5)
+            else:
+                tensor.copy_(seeded_normal(tensor.shape, generator) * 0.1)

@@ -3,7 +3,6 @@ release's own classes (fixture made by tests/models/dinet/fixtures/make_fixture.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 from pathlib import Path
 
@@ -19,20 +18,14 @@ from talkingface.models.dinet.networks import (PI, AdaAT, DINetGenerator, DINetN
                                                convert_dinet_checkpoint, face_size, mouth_box)
 from talkingface.models.dinet.networks import adaat as adaat_module
 
+from fixture_tools import load_module
 from numerics import REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 KEYS_FILE = FIXTURES / "dinet_keys.txt"  # copy of /work/shared/reference/keys/dinet_keys.txt (upstream classes)
 
 
-def _load_seeded():
-    spec = importlib.util.spec_from_file_location("dinet_seeded_fixture", FIXTURES / "seeded.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-seeded = _load_seeded()
+seeded = load_module(FIXTURES / "seeded.py", "dinet_seeded_fixture")
 
 # ---- published layout ------------------------------------------------------------------------------
 # Section headings of dinet_keys.txt (the listing the reference notes built from the upstream classes).

@@ -1,6 +1,6 @@
 """DINet's networks with the official module layout and numerics (state-dict compatible with the release)."""
 from .adaat import PI, AdaAT
-from .blocks import DownBlock1d, DownBlock2d, ResBlock1d, ResBlock2d, SameBlock1d, SameBlock2d, UpBlock2d
+from ...common.blocks import DownBlock1d, DownBlock2d, ResBlock1d, ResBlock2d, SameBlock1d, SameBlock2d, UpBlock2d
 from .container import DINetNetworks, check_mouth_size, face_size, mouth_box
 from .convert import OFFICIAL_NETWORKS, convert_dinet_checkpoint, official_dinet_layout
 from .discriminator import Discriminator, DiscriminatorBlock

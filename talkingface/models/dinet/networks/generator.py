@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .adaat import AdaAT
-from .blocks import DownBlock1d, DownBlock2d, ResBlock1d, ResBlock2d, SameBlock1d, SameBlock2d, UpBlock2d
+from ...common.blocks import DownBlock1d, DownBlock2d, ResBlock1d, ResBlock2d, SameBlock1d, SameBlock2d, UpBlock2d
 
 
 def _image_encoder(in_channels: int) -> nn.Sequential:

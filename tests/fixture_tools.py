@@ -1,0 +1,24 @@
+"""Helpers for fixtures made from the original authors' code (the ``make_fixture.py`` scripts and their tests)."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import the file ``path`` as module ``name`` (fixture folders are not packages)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def git_commit(root: Path) -> str:
+    """The checkout's HEAD commit, or ``unknown`` where ``root`` is not a git checkout."""
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
