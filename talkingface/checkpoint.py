@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
+from .optional import require
 
 CHECKPOINT_FORMAT = "talkingface"
 CHECKPOINT_VERSION = 1
@@ -22,10 +23,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as exc:
-            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from exc
+        load_file = require("safetensors.torch", f"reading {path}", package="safetensors").load_file
         try:
             return load_file(str(path), device=str(map_location))
         except Exception as exc:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ..errors import DataError
+from ..optional import require
 from ..registry import register_dataset
 from .preprocess import Segment
 from .video_layout import VIDEO_SUFFIXES, Job, VideoLayout, clip_name, split_groups
@@ -22,11 +23,8 @@ def video_files(folder: Path) -> list[Path]:
 
 def scene_segments(path: Path, stem: str, threshold: float, min_seconds: float) -> list[Segment]:
     """Shots of ``path`` found by PySceneDetect's content detector (optional extra ``scenes``)."""
-    try:
-        from scenedetect import ContentDetector, detect
-    except ImportError as exc:
-        raise DataError("preprocess.split_scenes needs PySceneDetect: pip install 'talkingface[scenes]'") from exc
-    scenes = detect(str(path), ContentDetector(threshold=threshold))
+    scenedetect = require("scenedetect", "preprocess.split_scenes (PySceneDetect)", "scenes")
+    scenes = scenedetect.detect(str(path), scenedetect.ContentDetector(threshold=threshold))
     if not scenes:
         return [Segment(stem)]
     return [Segment(f"{stem}_s{k:03d}", start.seconds, end.seconds)

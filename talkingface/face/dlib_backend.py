@@ -13,6 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import DataError
+from ..optional import require
 from ..registry import register_face_backend
 from .base import Box, FaceBackend
 from .crops import resize_image
@@ -38,11 +39,7 @@ def dlib_model_path(filename: str) -> Path:
 
 
 def _import_dlib() -> ModuleType:
-    try:
-        import dlib
-    except ImportError as exc:
-        raise DataError(f"the dlib face backend needs dlib (pip install dlib-bin): {exc}") from exc
-    return dlib
+    return require("dlib", "the dlib face backend", package="dlib-bin")
 
 
 @register_face_backend("dlib")

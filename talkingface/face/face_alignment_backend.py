@@ -14,19 +14,17 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..optional import require
 from ..registry import register_face_backend
 from .base import Box, FaceBackend
 
 
 def _import_face_alignment() -> tuple[ModuleType, dict[str, str]]:
     """The package and the URLs of the weights it fetches for 2D landmarks with the S3FD detector."""
-    try:
-        import face_alignment
-        from face_alignment.api import models_urls as landmark_urls
-        from face_alignment.detection.sfd.sfd_detector import models_urls as detector_urls
-    except ImportError as exc:
-        raise DataError(f"the face_alignment face backend needs its package (pip install face-alignment): "
-                        f"{exc}") from exc
+    feature = "the face_alignment face backend"
+    face_alignment = require("face_alignment", feature, "face-alignment")
+    landmark_urls = require("face_alignment.api", feature, "face-alignment").models_urls
+    detector_urls = require("face_alignment.detection.sfd.sfd_detector", feature, "face-alignment").models_urls
     return face_alignment, {"2D-FAN landmarks": landmark_urls["2DFAN-4"], "S3FD detector": detector_urls["s3fd"]}
 
 

@@ -10,28 +10,24 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import DataError
+from ...optional import MissingDependencyError, require
 
 EFFECTIVE_SIDE = 256  # scenedetect.scene_manager.DEFAULT_MIN_WIDTH
 FPS = 25.0
 
 
 def _import() -> tuple[Any, Any, Any]:
-    try:
-        import cv2
-        from scenedetect import ContentDetector
-        from scenedetect.common import FrameTimecode
-    except ImportError as exc:
-        raise DataError("the LSE face protocol finds shots with PySceneDetect: pip install 'talkingface[scenes]' "
-                        f"({exc})") from exc
-    return cv2, ContentDetector, FrameTimecode
+    feature = "the LSE face protocol (shots found with PySceneDetect)"
+    cv2 = require("cv2", feature, "scenes")
+    scenedetect = require("scenedetect", feature, "scenes")
+    return cv2, scenedetect.ContentDetector, require("scenedetect.common", feature, "scenes").FrameTimecode
 
 
 def scenedetect_available() -> str | None:
     """Why shot detection cannot run here, or None."""
     try:
         _import()
-    except DataError as exc:
+    except MissingDependencyError as exc:
         return str(exc)
     return None
 
