@@ -1,6 +1,7 @@
 """Reading checkpoints safely and loading state dicts strictly with a readable mismatch report."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,6 +34,55 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:
         # weights_only refuses arbitrary classes: that is the point, so say why it failed.
         raise CheckpointError(f"{path}: cannot be read as a weights-only checkpoint ({exc})") from exc
+
+
+class OpaqueObject:
+    """Stands for an object of a class a checkpoint pickled but the toolkit does not need or trust (e.g. the
+    configs in a PyTorch Lightning file's ``hyper_parameters``): made without running any code of the file."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+# what a tensor checkpoint needs resolved for real; torch itself resolves the storage classes
+_TENSOR_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+                   ("torch._utils", "_rebuild_parameter_with_state"), ("collections", "OrderedDict"),
+                   ("torch", "Size"), ("builtins", "set"), ("builtins", "frozenset")}
+
+
+class _TensorsOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _TENSOR_GLOBALS:
+            return super().find_class(module, name)
+        return OpaqueObject
+
+
+class _TensorsOnly:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler resolves only ``_TENSOR_GLOBALS``."""
+
+    Unpickler = _TensorsOnlyUnpickler
+    load = staticmethod(pickle.load)
+    __name__ = "talkingface.checkpoint._TensorsOnly"
+
+
+def read_tensors_of(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a ``.pth``/``.ckpt`` whose pickle also holds objects of classes that are not installed here or not
+    trusted (a Lightning checkpoint's ``hyper_parameters``), which ``weights_only=True`` refuses.
+
+    Tensors, dicts, lists and numbers load; every other class becomes an ``OpaqueObject``. As with
+    ``weights_only=True``, nothing in the file can run code: no callable outside the tensor-rebuild functions
+    is ever resolved. Raises CheckpointError naming the file when it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_TensorsOnly)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot be read as a tensor checkpoint ({exc})") from exc
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
