@@ -53,8 +53,8 @@ def generate_options(model: str) -> tuple:
 
 
 def _infer_model(argv: Sequence[str]) -> str | None:
-    """The ``--model`` of an ``infer`` command line (so that its options can be added to the parser)."""
-    if not argv or argv[0] != "infer":
+    """The ``--model`` of an ``infer`` or ``serve`` command line (so that its options can be added to the parser)."""
+    if not argv or argv[0] not in ("infer", "serve"):
         return None
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--model", "-m")
@@ -73,6 +73,16 @@ def _generate_kwargs(args: argparse.Namespace) -> dict:
         except (TypeError, ValueError) as exc:
             raise TalkingFaceError(f"--{option.name}: cannot read {text!r} ({exc})") from None
     return kwargs
+
+
+def _add_generate_options(parser: argparse.ArgumentParser, model: str | None) -> None:
+    """Flags for the generate options ``model`` declares (``infer`` and ``serve``)."""
+    if not model:
+        return
+    group = parser.add_argument_group(f"generate options of {model}")
+    for option in generate_options(model):
+        choices = f" (one of: {', '.join(map(str, option.choices))})" if option.choices else ""
+        group.add_argument(f"--{option.name}", help=option.help + choices)
 
 
 def main_parser(infer_model: str | None = None) -> argparse.ArgumentParser:
@@ -105,11 +115,17 @@ def main_parser(infer_model: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--video", required=True, help="source video")
     p.add_argument("--audio", required=True, help="driving audio (any format with an audio stream)")
     p.add_argument("--out", required=True, help="output mp4")
-    if infer_model:
-        group = p.add_argument_group(f"generate options of {infer_model}")
-        for option in generate_options(infer_model):
-            choices = f" (one of: {', '.join(map(str, option.choices))})" if option.choices else ""
-            group.add_argument(f"--{option.name}", help=option.help + choices)
+    _add_generate_options(p, infer_model)
+    _common(p)
+
+    p = sub.add_parser("serve", help="an HTTP dubbing server over a template video (the 'serve' extra)",
+                       epilog=OVERRIDES_HELP, description="POST /dub an audio file, get the template dubbed; GET /health.")
+    p.add_argument("--model", "-m", required=True, help="registered model name (one with dubbing hooks)")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint or the authors' release file")
+    p.add_argument("--video", required=True, help="the template video, prepared once at start")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    _add_generate_options(p, infer_model)
     _common(p)
 
     p = sub.add_parser("evaluate", help="score checkpoints on a dataset, or a folder of videos",
@@ -188,6 +204,11 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         out = pipeline.infer(args.model, args.checkpoint, args.video, args.audio, args.out,
                              config_files=files, cli_overrides=overrides, **_generate_kwargs(args))
         print(out)
+    elif command == "serve":
+        from .serving import serve
+
+        serve(args.model, args.checkpoint, args.video, args.host, args.port, config_files=files,
+              cli_overrides=overrides, options=_generate_kwargs(args))
     elif command == "evaluate":
         if args.videos:
             if args.checkpoints or args.model:

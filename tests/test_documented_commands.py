@@ -27,7 +27,7 @@ from talkingface.registry import DATASETS, MODELS
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # import names of the optional extras and the test tools: what a default install does not have
 NOT_CORE = ("scenedetect", "face_alignment", "cv2", "python_speech_features", "pytest", "_pytest", "xdist",
-            "importlinter", "grimp", "pkg_resources")
+            "importlinter", "grimp", "pkg_resources", "fastapi", "uvicorn", "multipart", "starlette")
 DEEPSPEECH_GRAPH = REPO / "tests" / "fixtures" / "deepspeech" / "tiny_graph.pb"
 
 
@@ -150,6 +150,10 @@ def test_a_missing_extra_is_named_with_its_install_command(tmp_path):
                           capture_output=True, text=True, env=core_env(tmp_path), cwd=tmp_path, timeout=300)
     assert done.returncode == 1
     assert "pip install 'talkingface[scenes]'" in done.stderr and "unexpected" not in done.stderr, done.stderr
+    served = subprocess.run([sys.executable, "-m", "talkingface.cli", "serve", "--model", "dinet", "--checkpoint",
+                             "x.pth", "--video", "t.mp4"], capture_output=True, text=True, env=core_env(tmp_path),
+                            cwd=tmp_path, timeout=300)
+    assert served.returncode == 1 and "pip install 'talkingface[serve]'" in served.stderr, served.stderr
 
 
 def test_deepspeech_parameter_count_in_the_docs_is_the_networks():

@@ -26,7 +26,7 @@ from ..audio import feature_time_axis, frame_vectors
 from ..background import BackgroundSink, prefetch
 from ..errors import AudioError, ConfigError
 from ..log import progress_bar
-from ..media import VideoWriter, probe_video, read_audio
+from ..media import VideoInfo, VideoWriter, probe_video, read_audio
 from ..registry import AUDIO_FEATURES
 from .faces import track_landmarks
 from .frames import fetch_frames, frames_in_order
@@ -78,6 +78,7 @@ class DubbingHooks(abc.ABC):
 
     def __init__(self, config: Any, settings: DubbingSettings, generator: torch.nn.Module, device: torch.device):
         self.config, self.settings, self.generator, self.device = config, settings, generator, device
+        self.prepared = False  # True once ``prepare`` ran for a template (``prepare_template``)
 
     def prepare(self, source: SourceTrack, rng: np.random.Generator) -> None:
         """Before the frames stream: e.g. choose and crop the reference frames (seeded by ``rng``)."""
@@ -146,40 +147,89 @@ class _Pending:
         return len(self.frames)
 
 
+@dataclass
+class PreparedSource:
+    """A source video tracked once: reused by every dub of it (``talkingface serve`` keeps one per template)."""
+
+    path: Path
+    fps: float
+    frame_size: tuple[int, int]
+    landmarks: np.ndarray
+    valid: np.ndarray
+    crop_cache: dict | None = None  # (source frame, landmark window) -> the hooks' crop, when kept
+
+
+def prepare_source(hooks: DubbingHooks, source_video: str | Path, fps: float | None = None, face: Any = None,
+                   progress: bool = False, info: VideoInfo | None = None) -> PreparedSource:
+    """Probe (unless ``info`` is given) and track ``source_video`` at ``fps`` (default: its own rate) with the
+    face choice ``face``."""
+    settings = hooks.settings
+    source = Path(source_video)
+    info = info or probe_video(source)
+    fps = float(fps or info.fps)
+    landmarks, valid = track_landmarks(source, fps, settings.face if face is None else face, hooks.config,
+                                       settings.face_backend, settings.max_gap, progress, settings.label)
+    return PreparedSource(source, fps, (info.height, info.width), landmarks, valid)
+
+
+def prepare_template(hooks: DubbingHooks, source_video: str | Path, seed: int | None = None,
+                     **options: Any) -> PreparedSource:
+    """A template for many dubs: tracked once, the hooks' references chosen once (over the template's own
+    length), and crops kept as they are first made."""
+    prepared = prepare_source(hooks, source_video, options.get("fps"), options.get("face"),
+                              bool(options.get("progress", False)))
+    count = len(prepared.landmarks)
+    track = SourceTrack(prepared.path, prepared.fps, prepared.frame_size, prepared.landmarks, prepared.valid,
+                        plan_inference(count, max(int(round(count * AUDIO_FPS / prepared.fps)), 1), prepared.fps))
+    hooks.prepare(track, np.random.default_rng(int(hooks.settings.seed if seed is None else seed)))
+    hooks.prepared = True
+    prepared.crop_cache = {}
+    return prepared
+
+
 def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output: str | Path,
-        declared: tuple[GenerateOption, ...] = (), **options: Any) -> Path:
+        declared: tuple[GenerateOption, ...] = (), prepared: PreparedSource | None = None, **options: Any) -> Path:
     """Write ``output``: ``source_video`` dubbed with ``audio`` by the model behind ``hooks``.
 
     ``options``: the loop's (``fps``, ``face``, ``batch``; ``seed`` of the reference choice, ``progress``) and
-    those the model ``declared``; None means the default.
+    those the model ``declared``; None means the default. ``prepared`` (from ``prepare_template``) skips the
+    tracking and the reference choice.
     """
     settings, device = hooks.settings, hooks.device
     check_options(options, declared, settings.label)
-    source, output = Path(source_video), Path(output)
+    output = Path(output)
     batch_size = max(int(options.get("batch") or settings.batch or (8 if device.type == "cuda" else 1)), 1)
     progress = bool(options.get("progress", hooks.config.get("progress", True)))
-    info = probe_video(source)
-    fps = float(options.get("fps") or info.fps)
+    info = probe_video(Path(source_video)) if prepared is None else None  # a bad video fails before the audio
     wav = read_audio(audio, SAMPLE_RATE)
     vectors = audio_vectors(settings, hooks.config, wav, Path(audio))
-
-    face = options.get("face")
-    landmarks, valid = track_landmarks(source, fps, settings.face if face is None else face, hooks.config,
-                                       settings.face_backend, settings.max_gap, progress, settings.label)
-    plan = plan_inference(len(landmarks), len(vectors), fps)
-    track = SourceTrack(source, fps, (info.height, info.width), landmarks, valid, plan)
-    seed = options.get("seed")
-    hooks.prepare(track, np.random.default_rng(int(settings.seed if seed is None else seed)))
+    if prepared is None:
+        prepared = prepare_source(hooks, source_video, options.get("fps"), options.get("face"), progress, info)
+    source, fps = prepared.path, prepared.fps
+    plan = plan_inference(len(prepared.landmarks), len(vectors), fps)
+    track = SourceTrack(source, fps, prepared.frame_size, prepared.landmarks, prepared.valid, plan)
+    if not hooks.prepared:
+        seed = options.get("seed")
+        hooks.prepare(track, np.random.default_rng(int(settings.seed if seed is None else seed)))
+    cache = prepared.crop_cache
     count = len(plan)
     samples = min(len(wav), int(round(count / fps * SAMPLE_RATE)))
-    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     overlap = device.type == "cuda" if settings.overlap_io is None else bool(settings.overlap_io)
+    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     dubbed = 0
 
-    def prepared() -> Iterator[tuple[np.ndarray, Any, torch.Tensor | None, np.ndarray | None]]:
+    def crop(frame: np.ndarray, m: int) -> tuple[torch.Tensor, Any] | None:
+        if cache is None:
+            return hooks.crop(frame, track, m)
+        key = (int(plan.source_index[m]), tuple(int(i) for i in plan.landmark_windows[m]))
+        if key not in cache:
+            cache[key] = hooks.crop(frame, track, m)
+        return cache[key]
+
+    def prepared_frames() -> Iterator[tuple[np.ndarray, Any, torch.Tensor | None, np.ndarray | None]]:
         """Decode and crop, in output order (a background thread with ``overlap_io``)."""
         for m, frame in enumerate(frames_in_order(source, fps, plan.source_index, settings.reverse_block_frames)):
-            cropped = hooks.crop(frame, track, m)
+            cropped = crop(frame, m)
             if cropped is None:
                 yield frame, None, None, None
             else:
@@ -214,7 +264,7 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
             VideoWriter(output, fps, audio=wav[:samples], sample_rate=SAMPLE_RATE) as writer, \
             progress_bar(count, f"{label} dubbing", "frame", enabled=progress) as bar, \
             BackgroundSink(paste_and_write, 2, threaded=overlap, name=f"{label}-paste-encode") as sink, \
-            contextlib.closing(prefetch(prepared(), ahead, threaded=overlap, name=f"{label}-decode-crop")) as items:
+            contextlib.closing(prefetch(prepared_frames(), ahead, threaded=overlap, name=f"{label}-decode-crop")) as items:
         pending = _Pending()
         for frame, paste_info, face_crop, audio_window in items:
             pending.frames.append(frame)

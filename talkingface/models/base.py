@@ -14,6 +14,7 @@ from ..registry import MODELS
 from ..errors import CheckpointError, ConfigError
 from ..checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, is_native_checkpoint,
                          load_state_dict_strict, read_checkpoint)
+from ..dubbing import DubbingHooks
 from ..training.optimization import OptimizationContext
 from ..weights import KnownWeights
 
@@ -81,6 +82,11 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def generate(self, source_video: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Path:
         """Dub ``source_video`` with ``audio`` and write an mp4 with the audio muxed to ``output``."""
+
+    def dubbing_hooks(self, **options: Any) -> DubbingHooks | None:
+        """This model's hooks into the shared dubbing loop for one dub (or a served template), with its own
+        ``generate_options`` resolved; None for a model with a loop of its own (``talkingface serve`` needs hooks)."""
+        return None
 
     # ---- multi-stage recipes ---------------------------------------------------------------------
     def recipe(self) -> list[str]:

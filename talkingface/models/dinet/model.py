@@ -257,8 +257,10 @@ class DINet(TalkingFaceModel):
     # ---- inference ---------------------------------------------------------------------------
     generate_options = (*LOOP_OPTIONS, *DINET_OPTIONS)
 
+    def dubbing_hooks(self, paste: str | None = None, feather: float | None = None, **_: Any) -> DINetDubbing:
+        return DINetDubbing(self, paste, feather)
+
     def generate(self, source_video: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Path:
         """Dub ``source_video`` with ``audio`` through the shared loop (docs/dinet.md, inference); options:
         ``generate_options`` (``fps``, ``face``, ``batch``, ``paste``, ``feather``), ``seed`` and ``progress``."""
-        hooks = DINetDubbing(self, options.get("paste"), options.get("feather"))
-        return dub(hooks, source_video, audio, output, DINET_OPTIONS, **options)
+        return dub(self.dubbing_hooks(**options), source_video, audio, output, DINET_OPTIONS, **options)

@@ -20,9 +20,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def centres(size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``linspace(-1 + 1/size, 1 - 1/size, size)`` rounded once from float64: the same on every CPU. (PyTorch's
+    float32 ``linspace`` is not: its AVX2 kernel adds the step twice, e.g. 20 of 60 values differ by 1 ulp.)"""
+    return torch.linspace(-1 + 1 / size, 1 - 1 / size, size, dtype=torch.float64).to(dtype)
+
+
 def standard_grid(size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``(size, size, 2)`` pixel-centre coordinates in [-1, 1], ``(x, y)`` order (``torch_affine_ops``)."""
-    axis = torch.linspace(-1 + 1 / size, 1 - 1 / size, size, dtype=dtype)
+    axis = centres(size, dtype)
     rows, cols = torch.meshgrid(axis, axis, indexing="ij")
     return torch.stack([cols, rows], dim=-1)
 
@@ -83,7 +89,7 @@ class LocalAffineWarp(nn.Module):
         planes = resize_like_torchvision(resize_like_torchvision(planes, (height, width)), (height, width))
         grid_2d = planes.view(batch, channels, 2, height, width).permute(0, 1, 3, 4, 2)
         # the release makes the depth axis in float32 (its default dtype) whatever the features' dtype
-        depth = torch.linspace(-1 + 1 / channels, 1 - 1 / channels, channels, device=feature_map.device)
-        depth = depth.to(feature_map.dtype).view(1, channels, 1, 1, 1).expand(batch, -1, height, width, 1)
+        depth = centres(channels).to(device=feature_map.device, dtype=feature_map.dtype)
+        depth = depth.view(1, channels, 1, 1, 1).expand(batch, -1, height, width, 1)
         grid_3d = torch.cat([grid_2d, depth], dim=-1)
         return F.grid_sample(feature_map.unsqueeze(1), grid_3d, align_corners=False).squeeze(1)
