@@ -1,6 +1,7 @@
 """Helpers for fixtures made from the original authors' code (the ``make_fixture.py`` scripts and their tests)."""
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import subprocess
 from pathlib import Path
@@ -22,3 +23,15 @@ def git_commit(root: Path) -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def fixture_arguments(description: str, repository: str, default_out: Path) -> argparse.Namespace:
+    """The command line of a ``make_fixture.py``: the official code's folder, ``--out``, ``--commit`` (the
+    commit is read with git when not given)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("official_repo", type=Path, help=f"files of {repository}")
+    parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument("--commit", default="", help="the checkout's commit (read with git when empty)")
+    args = parser.parse_args()
+    args.commit = args.commit or git_commit(args.official_repo)
+    return args

@@ -40,7 +40,7 @@ def read_deepspeech2(path: str | Path) -> DeepSpeech2Net:
     """The network of a deepspeech.pytorch (PyTorch Lightning) checkpoint, loaded strictly, in eval mode.
 
     The file's ``hyper_parameters`` (omegaconf and deepspeech.pytorch configs) are not needed and are read as
-    inert placeholders (``checkpoint.read_tensors_of``); its ``state_dict`` must match the release's layout.
+    inert ``OpaqueObject``s (``checkpoint.read_tensors_of``); its ``state_dict`` must match the release's layout.
     """
     path = Path(path)
     if not path.is_file():
