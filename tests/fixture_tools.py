@@ -35,3 +35,8 @@ def fixture_arguments(description: str, repository: str, default_out: Path) -> a
     args = parser.parse_args()
     args.commit = args.commit or git_commit(args.official_repo)
     return args
+
+
+def state_layout(module) -> list[tuple[str, tuple[int, ...], str]]:
+    """``[(key, shape, dtype), ...]`` of a module's state dict, in order (as the key listings write it)."""
+    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in module.state_dict().items()]

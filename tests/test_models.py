@@ -14,6 +14,8 @@ from talkingface.media import probe_video
 from talkingface.pipeline import preprocess
 from talkingface.training import Trainer
 
+from fixture_tools import load_module, state_layout
+
 MODELS = talkingface.list_models()
 
 
@@ -78,3 +80,15 @@ def test_each_declared_release_loads_strictly_into_what_it_fills(name, release, 
         expected = source.state_dict()[key] if filled else before[key]
         assert torch.equal(value, expected), (key, "filled" if filled else "untouched")
     assert any(not torch.equal(before[k], v) for k, v in target.state_dict().items())
+
+
+@pytest.mark.parametrize("name,release", RELEASES, ids=[f"{n}-{r.filename}" for n, r in RELEASES])
+def test_each_declared_release_fills_submodules_laid_out_as_the_official_listing(name, release):
+    """Every submodule a release fills has, in the model's default (released) configuration, the state-dict
+    layout of the official key listing that ``tests/models/<name>/layout.py`` reads."""
+    layout_file = Path(__file__).resolve().parent / "models" / name / "layout.py"
+    assert layout_file.is_file(), f"a model with releases needs {layout_file} (official_layout())"
+    official = load_module(layout_file, f"{name}_layout").official_layout()
+    model = talkingface.build_model(name)
+    for fill in release.fills:
+        assert state_layout(model.get_submodule(fill)) == official[fill], fill

@@ -18,35 +18,20 @@ from talkingface.models.dinet.networks import (PI, AdaAT, DINetGenerator, DINetN
                                                convert_dinet_checkpoint, face_size, mouth_box)
 from talkingface.models.dinet.networks import adaat as adaat_module
 
-from fixture_tools import load_module
+from fixture_tools import load_module, state_layout
 from numerics import REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-KEYS_FILE = FIXTURES / "dinet_keys.txt"  # copy of /work/shared/reference/keys/dinet_keys.txt (upstream classes)
 
 
 seeded = load_module(FIXTURES / "seeded.py", "dinet_seeded_fixture")
+dinet_layout = load_module(Path(__file__).resolve().parent / "layout.py", "dinet_layout")
 
 # ---- published layout ------------------------------------------------------------------------------
-# Section headings of dinet_keys.txt (the listing the reference notes built from the upstream classes).
-SECTIONS = {"generator": "## DINet(3,15,29)", "syncnet": "## SyncNet(15,29,128)",
-            "frame_discriminator": "## Discriminator net_dI", "clip_discriminator": "## Discriminator net_dV"}
 PUBLISHED_PARAMS = {"generator": 19_190_275, "syncnet": 3_277_121,
                     "frame_discriminator": 2_628_737, "clip_discriminator": 2_653_313}
 PUBLISHED_ENTRIES = {"generator": 332, "syncnet": 68, "frame_discriminator": 10, "clip_discriminator": 10}
-
-
-def parse_key_listing(text: str) -> dict[str, list[tuple[str, tuple[int, ...], str]]]:
-    """``{section heading: [(key, shape, dtype), ...]}`` from the tab-separated listing."""
-    sections: dict[str, list] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = sections.setdefault(line, [])
-        elif current is not None and "\t" in line:
-            key, shape, dtype = line.split("\t")
-            current.append((key, tuple(int(d) for d in re.findall(r"\d+", shape)), dtype))
-    return sections
+OFFICIAL = dinet_layout.official_layout()
 
 
 def build(name: str) -> torch.nn.Module:
@@ -55,22 +40,16 @@ def build(name: str) -> torch.nn.Module:
             "clip_discriminator": lambda: Discriminator(15, 64, 4, 256)}[name]()
 
 
-def layout(module: torch.nn.Module) -> list[tuple[str, tuple[int, ...], str]]:
-    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in module.state_dict().items()]
-
-
 @pytest.fixture(scope="module")
 def networks() -> DINetNetworks:
     return DINetNetworks(64)
 
 
-@pytest.mark.parametrize("name", list(SECTIONS))
+@pytest.mark.parametrize("name", list(PUBLISHED_ENTRIES))
 def test_state_dict_layout_equals_official_listing(name, networks):
-    sections = parse_key_listing(KEYS_FILE.read_text())
-    heading = next(h for h in sections if h.startswith(SECTIONS[name]))
-    expected = sections[heading]
+    expected = OFFICIAL[f"networks.{name}"]
     assert len(expected) == PUBLISHED_ENTRIES[name]
-    assert layout(getattr(networks, name)) == expected  # names, order, shapes and dtypes
+    assert state_layout(getattr(networks, name)) == expected  # names, order, shapes and dtypes
 
 
 @pytest.mark.parametrize("name", list(PUBLISHED_PARAMS))
