@@ -9,6 +9,7 @@ uvicorn (the ``serve`` extra). Binds to 127.0.0.1 unless told otherwise.
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time
 
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -86,23 +87,17 @@ def create_app(service: DubbingService) -> Any:
         try:
             start, end = await run_in_threadpool(service.dub, source, output)
         except TalkingFaceError as exc:  # bad audio: the request fails, the server goes on
-            _remove(work)
+            shutil.rmtree(work, ignore_errors=True)
             message = str(exc).replace(str(source), audio.filename or "upload")
             raise fastapi.HTTPException(400, message) from None
         except Exception:
-            _remove(work)
+            shutil.rmtree(work, ignore_errors=True)
             raise
         return FileResponse(output, media_type="video/mp4", filename="dubbed.mp4",
                             headers={"X-Dub-Started": f"{start:.6f}", "X-Dub-Finished": f"{end:.6f}"},
-                            background=BackgroundTask(_remove, work))
+                            background=BackgroundTask(shutil.rmtree, work, ignore_errors=True))
 
     return app
-
-
-def _remove(folder: Path) -> None:
-    for path in folder.iterdir():
-        path.unlink(missing_ok=True)
-    folder.rmdir()
 
 
 def serve(model: str, checkpoint: str | Path, video: str | Path, host: str = "127.0.0.1", port: int = 8000,

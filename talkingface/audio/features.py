@@ -21,6 +21,18 @@ MFCC_ROWS_PER_FRAME = 4
 MFCC_COEFFICIENTS = 13
 
 
+def rows_at_fps(rows: np.ndarray, count: int, fps: float, rows_per_second: float, name: str,
+                row_name: str = "feature") -> np.ndarray:
+    """``count`` frames at ``fps`` from ``(T, ...)`` rows at ``rows_per_second``: each frame takes the row nearest
+    to its time (``round(i * rate / fps)``, half up); frames after the last row repeat it (logged at INFO)."""
+    index = np.floor(np.arange(count) * rows_per_second / fps + 0.5).astype(np.int64)
+    late = int((index >= len(rows)).sum())
+    if late:
+        logger.info("%s: %d frames at %.3f fps fall after the last %g fps %s row; they repeat it",
+                    name, late, fps, rows_per_second, row_name)
+    return rows[np.minimum(index, len(rows) - 1)]
+
+
 def reconcile_length(features: np.ndarray, num_frames: int, name: str, fps: float) -> np.ndarray:
     """Fit ``(K, ...)`` per-frame features to ``(num_frames, ...)`` at the tail, never resampling in time.
 

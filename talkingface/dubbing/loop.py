@@ -158,6 +158,10 @@ class PreparedSource:
     valid: np.ndarray
     crop_cache: dict | None = None  # (source frame, landmark window) -> the hooks' crop, when kept
 
+    def track(self, plan: InferencePlan) -> SourceTrack:
+        """What the hooks see of this source under ``plan``."""
+        return SourceTrack(self.path, self.fps, self.frame_size, self.landmarks, self.valid, plan)
+
 
 def prepare_source(hooks: DubbingHooks, source_video: str | Path, fps: float | None = None, face: Any = None,
                    progress: bool = False, info: VideoInfo | None = None) -> PreparedSource:
@@ -179,8 +183,7 @@ def prepare_template(hooks: DubbingHooks, source_video: str | Path, seed: int | 
     prepared = prepare_source(hooks, source_video, options.get("fps"), options.get("face"),
                               bool(options.get("progress", False)))
     count = len(prepared.landmarks)
-    track = SourceTrack(prepared.path, prepared.fps, prepared.frame_size, prepared.landmarks, prepared.valid,
-                        plan_inference(count, max(int(round(count * AUDIO_FPS / prepared.fps)), 1), prepared.fps))
+    track = prepared.track(plan_inference(count, max(int(round(count * AUDIO_FPS / prepared.fps)), 1), prepared.fps))
     hooks.prepare(track, np.random.default_rng(int(hooks.settings.seed if seed is None else seed)))
     hooks.prepared = True
     prepared.crop_cache = {}
@@ -207,7 +210,7 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
         prepared = prepare_source(hooks, source_video, options.get("fps"), options.get("face"), progress, info)
     source, fps = prepared.path, prepared.fps
     plan = plan_inference(len(prepared.landmarks), len(vectors), fps)
-    track = SourceTrack(source, fps, prepared.frame_size, prepared.landmarks, prepared.valid, plan)
+    track = prepared.track(plan)
     if not hooks.prepared:
         seed = options.get("seed")
         hooks.prepare(track, np.random.default_rng(int(settings.seed if seed is None else seed)))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,12 +13,11 @@ from ...errors import CheckpointError, ConfigError
 from ...registry import register_audio_feature
 from ...device import resolve_device
 from ...weights import CHECKPOINT_DIR, KnownWeights
-from ..features import AudioFeature, reconcile_length
+from ..features import AudioFeature, reconcile_length, rows_at_fps
 from .convert import build_network
 from .frontend import SAMPLE_RATE, int16_samples, mfcc_windows
 from .network import N_CLASSES, N_INPUT, DeepSpeechNet
 
-logger = logging.getLogger(__name__)
 
 LOGITS_PER_SECOND = 25  # 100 MFCC rows/s, every 2nd row into the network, every 2nd output kept
 MIN_CHUNK_FRAMES = 64  # dense-layer slices this large give bit-identical results to one-shot processing
@@ -108,9 +106,4 @@ class DeepSpeechLogits(AudioFeature):
         logits = self.logits(wav)
         if fps == LOGITS_PER_SECOND:
             return reconcile_length(logits, count, self.registered_name, fps)
-        rows = np.floor(np.arange(count) * LOGITS_PER_SECOND / fps + 0.5).astype(np.int64)
-        late = int((rows >= len(logits)).sum())
-        if late:
-            logger.info("%s: %d frames at %.3f fps fall after the last 25 fps logit row; they repeat it",
-                        self.registered_name, late, fps)
-        return logits[np.minimum(rows, len(logits) - 1)]
+        return rows_at_fps(logits, count, fps, LOGITS_PER_SECOND, self.registered_name, "logit")

@@ -10,7 +10,6 @@ preprocessing measures the audio in video frames and reconciles at the tail, log
 from __future__ import annotations
 
 import functools
-import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,11 +22,10 @@ from ...device import resolve_device
 from ...errors import CheckpointError
 from ...registry import register_audio_feature
 from ...weights import CHECKPOINT_DIR, KnownWeights
-from ..features import AudioFeature, reconcile_length
+from ..features import AudioFeature, reconcile_length, rows_at_fps
 from .frontend import SAMPLE_RATE, spectrogram
 from .network import DeepSpeech2Net
 
-logger = logging.getLogger(__name__)
 
 ROWS_PER_SECOND = 25  # 100 spectrogram columns/s, time stride 2 in the first convolution, every 2nd output kept
 LIBRISPEECH_V3 = KnownWeights(
@@ -105,5 +103,4 @@ class DeepSpeech2Scores(AudioFeature):
         scores = deepspeech2_scores(wav, self.network())
         if fps == ROWS_PER_SECOND:  # rows 0 .. count - 1; the row at the audio's very end is not a frame
             return reconcile_length(scores[:count], count, self.registered_name, fps)
-        rows = np.minimum(np.floor(np.arange(count) * ROWS_PER_SECOND / fps + 0.5).astype(np.int64), len(scores) - 1)
-        return scores[rows]
+        return rows_at_fps(scores, count, fps, ROWS_PER_SECOND, self.registered_name, "score")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ....dubbing.paste import to_frame_dtype
 from ....face.crops import similarity_transform
 
 LANDMARKS_68_TO_25 = (*range(17, 37), 39, 42, 45, 48, 54)
@@ -114,8 +115,7 @@ def paste_aligned(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, alpha
     region = frame[top:bottom, left:right].astype(np.float32)
     blended = weight * sampled[..., :3] + (1 - weight) * region
     out = frame.copy()
-    out[top:bottom, left:right] = np.clip(np.rint(blended), 0, 255).astype(frame.dtype) if frame.dtype == np.uint8 \
-        else blended.astype(frame.dtype)
+    out[top:bottom, left:right] = to_frame_dtype(blended, frame.dtype)
     return out
 
 
