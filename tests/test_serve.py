@@ -1,6 +1,6 @@
 """``talkingface serve`` over a real socket on 127.0.0.1: health, a dub of 48 kHz stereo audio, a bad upload
 answered with a 400 while the server goes on, and two concurrent requests queued rather than interleaved.
-Bounded: one server, six requests, each with a timeout."""
+Bounded: one server per dubbing model (DINet, LawDNet), six requests each, each with a timeout."""
 from __future__ import annotations
 
 import socket
@@ -21,7 +21,8 @@ from helpers import cli_tokens
 from talkingface.media import probe_video, write_wav
 from test_preprocess import face_video
 
-DINET = {"mouth_region_size": 32, "audio_feature": "mfcc", "infer_batch": 4}
+SETTINGS = {"dinet": {"mouth_region_size": 32, "audio_feature": "mfcc", "infer_batch": 4},
+            "lawdnet": {"mouth_region_size": 32, "audio_feature": "mfcc", "sync_audio_feature": "mfcc", "infer_batch": 4}}
 
 
 def free_port() -> int:
@@ -30,17 +31,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    work = tmp_path_factory.mktemp("serve")
+@pytest.fixture(scope="module", params=sorted(SETTINGS))
+def server(tmp_path_factory, request):
+    name = request.param
+    work = tmp_path_factory.mktemp(f"serve_{name}")
     template = face_video(work / "template.mp4", seconds=0.6)
-    model = talkingface.build_model("dinet", {"dinet": DINET, "progress": False})
-    checkpoint = model.save_weights(work / "dinet.pth")
+    model = talkingface.build_model(name, {name: SETTINGS[name], "progress": False})
+    checkpoint = model.save_weights(work / f"{name}.pth")
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "talkingface.cli", "serve", "--model", "dinet", "--checkpoint", str(checkpoint),
+        [sys.executable, "-m", "talkingface.cli", "serve", "--model", name, "--checkpoint", str(checkpoint),
          "--video", str(template), "--port", str(port), "--paste", "feathered",
-         *cli_tokens({"dinet": DINET, "progress": False})],
+         *cli_tokens({name: SETTINGS[name], "progress": False})],
         env=subprocess_env(threads=1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -55,7 +57,7 @@ def server(tmp_path_factory):
     else:
         process.kill()
         pytest.fail("the server did not come up in 120 s")
-    yield url, work
+    yield url, work, name
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -84,9 +86,9 @@ def post(url: str, path: Path, name: str | None = None) -> requests.Response:
 
 @pytest.mark.slow
 def test_health_dub_bad_upload_and_queueing(server, tmp_path):
-    url, work = server
+    url, work, name = server
     health = requests.get(f"{url}/health", timeout=10).json()
-    assert health["status"] == "ok" and health["model"] == "dinet" and health["frames"] == 15
+    assert health["status"] == "ok" and health["model"] == name and health["frames"] == 15
 
     answer = post(url, speech(tmp_path / "speech.wav", 1.0))  # 48 kHz stereo: resampled to 16 kHz mono
     assert answer.status_code == 200 and answer.headers["content-type"] == "video/mp4"

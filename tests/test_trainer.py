@@ -123,3 +123,35 @@ class DivergingInpainter(ExampleInpainter):
 def test_non_finite_loss_stops_training(tiny, tmp_path: Path):
     with pytest.raises(FloatingPointError, match="non-finite training losses: train/loss"):
         train_only(tiny, tmp_path, "nan", model="example_nan", max_steps=3)
+
+
+def _average_in_process(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from talkingface.training.optimization import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        used, partial, unused = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+        used.grad = torch.full((3,), float(rank + 1))  # 1 and 2: mean 1.5
+        if rank == 0:
+            partial.grad = torch.full((3,), 4.0)  # missing in rank 1: counts as zero, mean 2
+        average_gradients([used, partial, unused])
+        results[rank] = (used.grad.tolist(), partial.grad.tolist(), unused.grad)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gradient_averaging_leaves_parameters_outside_every_graph_without_a_gradient():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_average_in_process, args=(port, results), nprocs=2)
+    for rank in (0, 1):
+        used, partial, unused = results[rank]
+        assert used == [1.5] * 3 and partial == [2.0] * 3 and unused is None  # unused: skipped, as one process

@@ -63,7 +63,18 @@ class OptimizationContext:
 
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """All-reduce the mean gradient of ``params`` in one flat buffer (missing grads count as zero)."""
+    """All-reduce the mean gradient of ``params`` in one flat buffer.
+
+    A parameter without a gradient in every process (outside the graph, like LawDNet's dead warp layer) keeps
+    ``grad = None``, as in one process, so the optimizer skips it (AdamW's weight decay included) and it costs
+    no bandwidth: one small all-reduce of a used/unused flag per parameter decides (DDP's
+    ``find_unused_parameters`` without its graph walk). A gradient missing in some processes only counts as zero.
+    """
+    if not params:
+        return
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    dist.all_reduce(used, op=dist.ReduceOp.MAX)
+    params = [p for p, flag in zip(params, used.tolist()) if flag]
     if not params:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]

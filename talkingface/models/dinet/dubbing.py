@@ -67,10 +67,10 @@ def reference_tensor(source: SourceTrack, mouth: int, rng: np.random.Generator) 
 
 
 def dubbing_settings(model: "DINet") -> DubbingSettings:
-    """The loop's settings from the ``dinet`` config section."""
+    """The loop's settings from the model's config section (``dinet``, or a successor's)."""
     opts = model.options
     return DubbingSettings(
-        label="dinet", audio_feature=str(opts["audio_feature"]), audio_reduction=str(opts["audio_reduction"]),
+        label=model.section, audio_feature=str(opts["audio_feature"]), audio_reduction=str(opts["audio_reduction"]),
         audio_channels=model.audio_channels, batch=opts["infer_batch"], seed=int(opts["seed"]), face=opts["face"],
         face_backend=opts["face_backend"], max_gap=int(opts["infer_max_gap"]),
         channels_last=bool(opts["channels_last"]), amp=bool(opts["infer_amp"]), overlap_io=opts["overlap_io"],

@@ -18,6 +18,7 @@ from ..base import TalkingFaceModel
 from ..common import (PerceptualLoss, StageSettings, default_stage, discriminator_step, lr_factor, lsgan,
                       stage_settings, sync_loss)
 from .data import DINetClipDataset, DINetFrameDataset
+from .data.dataset import DINET_CROPS, CropStyle
 from .dubbing import DINET_OPTIONS, DINetDubbing
 from .networks import (OFFICIAL_NETWORKS, DINetNetworks, check_mouth_size, convert_dinet_checkpoint,
                        official_dinet_layout)
@@ -27,10 +28,10 @@ from .syncnet_data import SyncNetPairDataset
 logger = logging.getLogger(__name__)
 
 
-def audio_width(config: Mapping[str, Any]) -> int:
-    """The audio encoders' input width for ``dinet.audio_feature`` (``frame_vectors`` rule)."""
-    options = config["dinet"]
-    name = str(options["audio_feature"])
+def audio_width(config: Mapping[str, Any], section: str = "dinet", key: str = "audio_feature") -> int:
+    """The audio encoders' input width for ``<section>.<key>`` (``frame_vectors`` rule)."""
+    options = config[section]
+    name = str(options[key])
     feature = AUDIO_FEATURES.get(name)(config)
     return feature_width(name, tuple(feature.frame_shape()), str(options["audio_reduction"]))
 
@@ -45,6 +46,10 @@ class DINet(TalkingFaceModel):
     """
 
     # The defaults live in configs/model/dinet.yaml, which load_config layers in for the model "dinet".
+    # A successor (LawDNet) subclasses it with its own section, networks, crops and optimizer.
+    section = "dinet"
+    crop_style: CropStyle = DINET_CROPS
+    optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam
     default_dataset = "demo"
     releases = RELEASES
     smoke_config = {"demo": {"clips": 3}, "preprocess": {"features": ["mfcc"]},
@@ -52,14 +57,20 @@ class DINet(TalkingFaceModel):
 
     def __init__(self, config=None):
         super().__init__(config)
-        self.options = self.config["dinet"]
-        self.audio_channels = audio_width(self.config)
-        self.networks = DINetNetworks(int(self.options["mouth_region_size"]), audio_channel=self.audio_channels)
-        self.settings: StageSettings = default_stage(self.options, "dinet", check_mouth_size)
+        self.options = self.config[self.section]
+        self.audio_channels = audio_width(self.config, self.section)
+        self.networks = self.build_networks()
+        self.settings: StageSettings = default_stage(self.options, self.section, self.check_mouth)
         self.inference_mouth = int(self.options["mouth_region_size"])
         self._perceptual: PerceptualLoss | None = None
 
     # ---- the official networks ---------------------------------------------------------------
+    check_mouth = staticmethod(check_mouth_size)
+
+    def build_networks(self) -> torch.nn.Module:
+        """The networks container: ``generator``, ``syncnet``, both discriminators, ``crop_mouth``."""
+        return DINetNetworks(int(self.options["mouth_region_size"]), audio_channel=self.audio_channels)
+
     @property
     def generator(self) -> torch.nn.Module:
         return self.networks.generator
@@ -83,7 +94,7 @@ class DINet(TalkingFaceModel):
     @property
     def perceptual(self) -> PerceptualLoss:
         if self._perceptual is None:
-            self._perceptual = PerceptualLoss(self.options, "dinet")
+            self._perceptual = PerceptualLoss(self.options, self.section)
         return self._perceptual
 
     def train(self, mode: bool = True) -> "DINet":
@@ -99,14 +110,15 @@ class DINet(TalkingFaceModel):
     def enter_stage(self, stage: str, previous: Path | None) -> Mapping[str, Any]:
         """Switch to ``stage``, load ``previous`` (ours or an official release: the networks it holds) and
         return the stage's ``train`` overrides (epochs, batch size)."""
-        settings = stage_settings(stage, self.options, "dinet", check_mouth_size)
+        settings = stage_settings(stage, self.options, self.section, self.check_mouth)
         if previous is not None:
             self.load_checkpoint(previous)
         self.settings = settings
         self.networks.mouth_region_size = settings.mouth
         if settings.kind != "syncnet":
             self.inference_mouth = settings.mouth
-        logger.info("DINet stage %s: mouth %d, augment_num %d", stage, settings.mouth, settings.augment_num)
+        logger.info("%s stage %s: mouth %d, augment_num %d", type(self).__name__, stage, settings.mouth,
+                    settings.augment_num)
         return settings.overrides()
 
     # ---- data --------------------------------------------------------------------------------
@@ -118,11 +130,12 @@ class DINet(TalkingFaceModel):
             data = cls(store, split, self.settings.mouth, audio_feature=str(self.options["audio_feature"]),
                        augment_num=self.settings.augment_num if train else 1,
                        seed=None if train else int(self.options["seed"]), cache_dir=self.options["cache_dir"],
-                       crop_seed=int(self.options["crop_seed"]), audio_reduction=str(self.options["audio_reduction"]))
+                       crop_seed=int(self.options["crop_seed"]), audio_reduction=str(self.options["audio_reduction"]),
+                       style=self.crop_style, sync_feature=self.options.get("sync_audio_feature"))
         except DataError as exc:
             if train:
                 raise
-            logger.warning("DINet %s stage: no validation on split %r (%s)", self.stage, split, exc)
+            logger.warning("%s %s stage: no validation on split %r (%s)", type(self).__name__, self.stage, split, exc)
             return None
         if data.audio_channels != self.audio_channels:
             raise DataError(f"{store.root}: feature {self.options['audio_feature']!r} is {data.audio_channels} wide, "
@@ -141,11 +154,12 @@ class DINet(TalkingFaceModel):
 
     def configure_optimizers(self) -> dict[str, Any]:
         if self.settings.kind != "syncnet" and self.settings.mouth < 64:
-            raise ConfigError(f"DINet stage {self.stage}: the discriminators need mouth_region_size >= 64, "
+            raise ConfigError(f"{type(self).__name__} stage {self.stage}: the discriminators need mouth_region_size >= 64, "
                               f"got {self.settings.mouth}")
         lr = float(self.options["lr"])
         non_decay, decay = self.settings.non_decay, self.settings.decay
-        optimizers = {name: torch.optim.Adam(net.parameters(), lr=lr) for name, net in self._trained_networks().items()}
+        optimizers = {name: self.optimizer_class(net.parameters(), lr=lr)
+                      for name, net in self._trained_networks().items()}
         schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(epoch, non_decay, decay))
                       for name, opt in optimizers.items()}
         return {"optimizers": optimizers, "schedulers": schedulers}
@@ -168,11 +182,25 @@ class DINet(TalkingFaceModel):
         with self.frozen(nets.frame_discriminator):
             with self.autocast():
                 perception = self.perceptual(fake, source)
-                gan = lsgan(nets.frame_discriminator(fake)[1], True)
-                loss = perception + gan
+                gan = self._weight("lamb_gan_i") * lsgan(nets.frame_discriminator(fake)[1], True)
+                image = self._image_loss(fake, source)
+                loss = perception + gan + image
             self.backward(loss)
         self.optimizer_step(self.optimizers["generator"])
-        return {"loss": loss.item(), "perception": perception.item(), "gan_i": gan.item(), "d_i": d_loss.item()}
+        return {"loss": loss.item(), "perception": perception.item(), "gan_i": gan.item(), "d_i": d_loss.item(),
+                **self._image_scalar(image)}
+
+    def _weight(self, key: str, default: float = 1.0) -> float:
+        """A loss weight of the model's section (DINet's config has no ``lamb_img`` or GAN weights: 0 and 1)."""
+        return float(self.options.get(key, default))
+
+    def _image_loss(self, fake: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """``lamb_img`` × MSE(fake, source): LawDNet's pixel loss; 0 for DINet (not computed)."""
+        weight = self._weight("lamb_img", 0.0)
+        return weight * F.mse_loss(fake, source) if weight else fake.new_zeros(())
+
+    def _image_scalar(self, image: torch.Tensor) -> dict[str, float]:
+        return {"img": image.item()} if self._weight("lamb_img", 0.0) else {}
 
     @staticmethod
     def _frames(x: torch.Tensor) -> torch.Tensor:
@@ -198,15 +226,16 @@ class DINet(TalkingFaceModel):
         with self.frozen(nets.frame_discriminator, nets.clip_discriminator, nets.syncnet):
             with self.autocast():
                 perception = self.perceptual(fake, source)
-                gan_i = lsgan(nets.frame_discriminator(fake)[1], True)
-                gan_v = lsgan(nets.clip_discriminator(fake_clip)[1], True)
+                gan_i = self._weight("lamb_gan_i") * lsgan(nets.frame_discriminator(fake)[1], True)
+                gan_v = self._weight("lamb_gan_v") * lsgan(nets.clip_discriminator(fake_clip)[1], True)
                 sync = float(self.options["lamb_syncnet"]) * sync_loss(
                     nets.syncnet(nets.crop_mouth(fake_clip), batch["audio_full"]), True)
-                loss = perception + gan_i + gan_v + sync
+                image = self._image_loss(fake, source)
+                loss = perception + gan_i + gan_v + sync + image
             self.backward(loss)
         self.optimizer_step(self.optimizers["generator"])
         return {"loss": loss.item(), "perception": perception.item(), "gan_i": gan_i.item(), "gan_v": gan_v.item(),
-                "sync": sync.item(), "d_i": d_i.item(), "d_v": d_v.item()}
+                "sync": sync.item(), "d_i": d_i.item(), "d_v": d_v.item(), **self._image_scalar(image)}
 
     def _syncnet_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         net = self.networks.syncnet

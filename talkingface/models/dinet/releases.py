@@ -10,6 +10,7 @@ CLIP_256 = KnownWeights(
     "clip_training_DINet_256mouth.pth", SOURCE, "model `dinet` (clip stage, mouth 256; HDTF)",
     fills=("networks.generator", "networks.frame_discriminator", "networks.clip_discriminator"))
 SYNCNET_256 = KnownWeights(
-    "syncnet_256mouth.pth", SOURCE, "model `dinet` (the clip stage's frozen SyncNet)", fills=("networks.syncnet",))
+    "syncnet_256mouth.pth", SOURCE, "models `dinet` and `lawdnet` (the clip stage's frozen SyncNet)",
+    fills=("networks.syncnet",))
 
 RELEASES = (CLIP_256, SYNCNET_256)

@@ -33,5 +33,5 @@ class SyncNetPairDataset(_DINetDataset):
         faces = self._images(crops[source, list(SOURCE_FRAMES)])  # (5, 3, H, W)
         mouths = faces[:, :, top:bottom, left:right].reshape(3 * len(SOURCE_FRAMES), bottom - top, right - left)
         return {"mouths": mouths.contiguous(),
-                "audio": torch.from_numpy(np.ascontiguousarray(syncnet_window(clip.audio[source]).T)),
-                "audio_off": torch.from_numpy(np.ascontiguousarray(syncnet_window(clip.audio[other]).T))}
+                "audio": torch.from_numpy(np.ascontiguousarray(syncnet_window(clip.sync_audio[source]).T)),
+                "audio_off": torch.from_numpy(np.ascontiguousarray(syncnet_window(clip.sync_audio[other]).T))}

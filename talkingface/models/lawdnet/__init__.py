@@ -1,3 +1,8 @@
-"""LawDNet (iPaw-AI-LAB/LawDNet_2024), DINet's successor: local affine warping, audio/video cross-attention,
-no BatchNorm, mouth 288. In progress (issue 13): the networks; the registered model comes with its
-``configs/model/lawdnet.yaml``, which is what makes this folder a plugin."""
+"""LawDNet (iPaw-AI-LAB/LawDNet_2024): DINet's successor with local affine warping and audio/video cross-attention.
+
+``networks`` (official layout and numerics), ``data`` (the frontalised crop, its mask, paste-backs, training
+crops), ``model`` (the registered ``lawdnet`` model: stages, losses, inference). See docs/lawdnet.md.
+"""
+from .model import LawDNet
+
+__all__ = ["LawDNet"]

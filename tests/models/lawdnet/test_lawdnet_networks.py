@@ -121,3 +121,21 @@ def test_the_dead_warp_layer_never_changes_the_output(generators):
         for p in computed.lawLayer_list[0].parameters():
             p.add_(1.0)
     assert np.array_equal(run(computed, "m64"), run(generator, "m64"))
+
+
+def test_cpu_channel_chunks_compute_the_same_coarse_grid(monkeypatch):
+    from talkingface.models.lawdnet.networks import warp as warp_module
+
+    gen = torch.Generator().manual_seed(3)
+    kpoints = torch.rand(2, 5, 24, 2, generator=gen) * 2 - 1
+    radius = torch.rand(2, 5, 24, 1, generator=gen)
+    similarity = torch.rand(2, 5, 24, 4, generator=gen) * 2 - 1
+    layer = warp_module.LocalAffineWarp(feature_ch=24, grid_size=12)
+    chunked = layer.coarse_grid(kpoints, radius, similarity)  # 3 chunks of 8 channels
+    monkeypatch.setattr(warp_module, "CPU_CHANNEL_CHUNK", 24)
+    whole = layer.coarse_grid(kpoints, radius, similarity)
+    # the same elementwise ops per element; only a SIMD tail may round exp/sin/cos differently (a few ulp)
+    bound = 64 * torch.finfo(torch.float32).eps * float(whole.abs().max())
+    assert max_abs_diff(chunked.numpy(), whole.numpy()) <= bound
+    rolled = layer.coarse_grid(kpoints.roll(1, dims=2), radius, similarity)  # channels paired wrongly
+    assert max_abs_diff(rolled.numpy(), whole.numpy()) > 1e4 * bound

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,8 +32,13 @@ def cache_key(video_path: Path, size: tuple[int, int], plan: ClipPlan) -> str:
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_crops(video_path: Path, plan: ClipPlan, size: tuple[int, int], path: Path) -> Path:
-    """Crop every accepted clip of ``plan`` from one streaming decode of ``video_path`` into ``path``."""
+CropFunction = Callable[[np.ndarray, Any, tuple[int, int]], np.ndarray]
+
+
+def write_crops(video_path: Path, plan: ClipPlan, size: tuple[int, int], path: Path,
+                crop: CropFunction = crop_face) -> Path:
+    """Crop every accepted clip of ``plan`` from one streaming decode of ``video_path`` into ``path``;
+    ``crop(frame, box, size)`` makes one face (DINet's box crop by default, LawDNet's aligned crop)."""
     height, width = size
     wanted = {crop.start + k: (slot, k, box) for slot, crop in enumerate(plan.accepted)
               for k, box in enumerate(crop.boxes)}
@@ -47,7 +53,7 @@ def write_crops(video_path: Path, plan: ClipPlan, size: tuple[int, int], path: P
             for index, frame in enumerate(frames):
                 if index in wanted:
                     slot, k, box = wanted[index]
-                    array[slot, k] = crop_face(frame, box, size)
+                    array[slot, k] = crop(frame, box, size)
                     found += 1
                 if index >= last:
                     break
@@ -61,11 +67,12 @@ def write_crops(video_path: Path, plan: ClipPlan, size: tuple[int, int], path: P
     return path
 
 
-def cached_crops(video_path: Path, name: str, plan: ClipPlan, size: tuple[int, int], cache_dir: Path) -> Path:
+def cached_crops(video_path: Path, name: str, plan: ClipPlan, size: tuple[int, int], cache_dir: Path,
+                 crop: CropFunction = crop_face) -> Path:
     """The crop file of one stored clip, written on first use."""
     path = Path(cache_dir) / f"{name}.{cache_key(Path(video_path), size, plan)}.npy"
     if not path.is_file():
-        write_crops(Path(video_path), plan, size, path)
+        write_crops(Path(video_path), plan, size, path, crop)
     return path
 
 

@@ -38,7 +38,7 @@ class ClipCrop:
     start: int
     scale: float
     radius: int
-    boxes: tuple[tuple[int, int, int, int], ...]  # (top, bottom, left, right) per frame
+    boxes: tuple[tuple, ...]  # per frame: DINet's (top, bottom, left, right); LawDNet's 2x3 alignment matrix
 
 
 @dataclass

@@ -15,13 +15,17 @@ with an integer ``seed`` the generator is seeded with ``sample_seed(seed, epoch,
 (``set_epoch`` selects the epoch). Either way an item is a pure function of (seed, epoch, index).
 The per-clip crop scales come from ``crop_seed`` and the clip name, fixed like the official
 preprocessing, so the crop cache is shared by every run and stage with the same mouth size.
+
+The face crop is a ``CropStyle``: DINet's landmark box (``DINET_CROPS``, the default) or another model's
+(LawDNet's frontalised crop), which plans the clips, crops each frame and masks the source face.
 """
 from __future__ import annotations
 
 import logging
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,19 +34,45 @@ from torch.utils.data import Dataset
 from ....errors import DataError
 from ....media import probe_video
 from ....audio import feature_time_axis, frame_vectors
-from .cache import cached_crops, open_crops
-from .clips import clip_features, generator_window, plan_clips, syncnet_window
-from .crops import face_size, mouth_mask
+from .cache import CropFunction, cached_crops, open_crops
+from .clips import ClipPlan, clip_features, generator_window, plan_clips, syncnet_window
+from .crops import crop_face, face_size, mouth_mask
 from .references import REFERENCES, SOURCE_FRAMES, clip_stage_pick, frame_stage_pick
 
 logger = logging.getLogger(__name__)
 
 
-class _StoredClip:
-    """What a dataset keeps per usable stored clip: its crop file and ``(K, 9, C)`` audio vectors."""
+PlanFunction = Callable[[np.ndarray, tuple[int, int], np.random.Generator, int, tuple[int, int]], ClipPlan]
 
-    def __init__(self, name: str, crops_path: Path, audio: np.ndarray):
+
+@dataclass(frozen=True)
+class CropStyle:
+    """How a model crops its training faces: ``plan(landmarks (T, 68, 2), frame (H, W), rng, feature frames,
+    face (h, w))`` cuts a stored clip into accepted 9-frame clips with one crop per frame, ``crop(frame, box,
+    face (h, w))`` makes one uint8 face, ``mask(h, w, mouth)`` is the float32 multiplier that hides the mouth of
+    the generator's source face, and ``name`` names the crop cache folder (``<store>/cache/<name>``)."""
+
+    name: str
+    plan: PlanFunction
+    crop: CropFunction
+    mask: Callable[[int, int, int], np.ndarray]
+
+
+def _dinet_plan(landmarks: np.ndarray, frame_size: tuple[int, int], rng: np.random.Generator,
+                num_feature_frames: int, size: tuple[int, int]) -> ClipPlan:
+    return plan_clips(landmarks, frame_size, rng, num_feature_frames=num_feature_frames)
+
+
+DINET_CROPS = CropStyle("dinet_crops", _dinet_plan, crop_face, mouth_mask)
+
+
+class _StoredClip:
+    """What a dataset keeps per usable stored clip: its crop file and ``(K, 9, C)`` audio vectors (and those of
+    a second feature for the SyncNet, when the model uses one)."""
+
+    def __init__(self, name: str, crops_path: Path, audio: np.ndarray, sync_audio: np.ndarray | None = None):
         self.name, self.crops_path, self.audio = name, crops_path, audio
+        self.sync_audio = audio if sync_audio is None else sync_audio
 
 
 class _DINetDataset(Dataset):
@@ -52,15 +82,18 @@ class _DINetDataset(Dataset):
 
     def __init__(self, store: Any, split: str, mouth: int, audio_feature: str = "deepspeech",
                  augment_num: int = 1, seed: int | None = None, cache_dir: str | Path | None = None,
-                 crop_seed: int = 0, audio_reduction: str = "auto"):
+                 crop_seed: int = 0, audio_reduction: str = "auto", style: CropStyle = DINET_CROPS,
+                 sync_feature: str | None = None):
         if augment_num < 1:
             raise ValueError(f"augment_num must be >= 1, got {augment_num}")
         self.mouth = int(mouth)
         self.size = face_size(self.mouth)
-        self.mask = torch.from_numpy(mouth_mask(*self.size, self.mouth))
+        self.style = style
+        self.mask = torch.from_numpy(np.asarray(style.mask(*self.size, self.mouth), np.float32))
         self.augment_num, self.seed, self.epoch = int(augment_num), seed, 0
         self.audio_feature = audio_feature
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(store.root) / "cache" / "dinet_crops"
+        self.sync_feature = sync_feature if sync_feature != audio_feature else None
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(store.root) / "cache" / style.name
         self.clips: list[_StoredClip] = []
         self.audio_channels = 0
         for clip in store.split(split):
@@ -72,9 +105,15 @@ class _DINetDataset(Dataset):
                             f"clips DINet's {type(self).__name__} needs")
         self._opened: dict[int, np.ndarray] = {}
 
+    @staticmethod
+    def _vectors(clip: Any, feature: str, reduction: str) -> np.ndarray:
+        raw = clip.feature(feature)
+        return frame_vectors(raw, feature_time_axis(feature, raw.shape[1:], reduction))
+
     def _load_clip(self, clip: Any, crop_seed: int, reduction: str) -> _StoredClip | None:
-        raw = clip.feature(self.audio_feature)
-        vectors = frame_vectors(raw, feature_time_axis(self.audio_feature, raw.shape[1:], reduction))
+        vectors = self._vectors(clip, self.audio_feature, reduction)
+        sync_vectors = None if self.sync_feature is None else self._vectors(clip, self.sync_feature, reduction)
+        usable = len(vectors) if sync_vectors is None else min(len(vectors), len(sync_vectors))
         landmarks = clip.landmarks()
         meta = clip.meta
         if "height" in meta and "width" in meta:
@@ -83,7 +122,7 @@ class _DINetDataset(Dataset):
             info = probe_video(clip.video_path)
             frame_size = (info.height, info.width)
         rng = np.random.default_rng([int(crop_seed), zlib.crc32(clip.name.encode("utf-8"))])
-        plan = plan_clips(landmarks, frame_size, rng, num_feature_frames=len(vectors))
+        plan = self.style.plan(landmarks, frame_size, rng, usable, self.size)
         if plan.rejected:
             logger.debug("%s: %d of %d 9-frame clips rejected: %s", clip.name, len(plan.rejected),
                          len(plan.rejected) + len(plan.accepted), sorted(set(plan.rejected.values())))
@@ -95,9 +134,11 @@ class _DINetDataset(Dataset):
             raise DataError(f"{clip.name}: feature {self.audio_feature!r} is {vectors.shape[1]} wide, "
                             f"other clips {self.audio_channels}")
         self.audio_channels = vectors.shape[1]
-        path = cached_crops(clip.video_path, clip.name, plan, self.size, self.cache_dir)
+        path = cached_crops(clip.video_path, clip.name, plan, self.size, self.cache_dir, self.style.crop)
         audio = np.stack([clip_features(vectors, crop) for crop in plan.accepted]).astype(np.float32)
-        return _StoredClip(clip.name, path, audio)
+        sync = None if sync_vectors is None else np.stack(
+            [clip_features(sync_vectors, crop) for crop in plan.accepted]).astype(np.float32)
+        return _StoredClip(clip.name, path, audio, sync)
 
     # ---- sampling -----------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -169,4 +210,4 @@ class DINetClipDataset(_DINetDataset):
         return {"source": source, "masked": source * self.mask,
                 "refs": torch.stack([self._references(crops, refs) for refs in pick.references]),
                 "audio": torch.from_numpy(np.ascontiguousarray(audio)),
-                "audio_full": torch.from_numpy(np.ascontiguousarray(syncnet_window(features).T))}
+                "audio_full": torch.from_numpy(np.ascontiguousarray(syncnet_window(clip.sync_audio[pick.source_clip]).T))}

@@ -76,12 +76,35 @@ def sample_bilinear(image: torch.Tensor, pixels: np.ndarray) -> torch.Tensor:
     return F.grid_sample(image, grid[None].expand(image.shape[0], -1, -1, -1), align_corners=False)
 
 
+def warp_crop(frame: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The ``size = (h, w)`` crop of an ``(H, W, 3)`` frame under the ``(3, 3)`` alignment ``matrix``: float32
+    in [0, 255], zeros where it samples outside the frame (as the release's ``grid_sample``)."""
+    image = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).permute(2, 0, 1)[None]
+    crop = sample_bilinear(image, warp_source_pixels(matrix, frame.shape[:2], size))
+    return crop.clamp(0, 255)[0].permute(1, 2, 0).numpy()
+
+
 def align_face(frame: np.ndarray, landmarks: np.ndarray, out_w: int) -> tuple[np.ndarray, np.ndarray]:
     """The frontalised crop of an ``(H, W, 3)`` frame: ``((1.3 out_W, out_W, 3) float32 in [0, 255], matrix)``."""
     matrix = align_matrix(landmarks, out_w)
-    image = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).permute(2, 0, 1)[None]
-    crop = sample_bilinear(image, warp_source_pixels(matrix, frame.shape[:2], crop_size(out_w)))
-    return crop.clamp(0, 255)[0].permute(1, 2, 0).numpy(), matrix
+    return warp_crop(frame, matrix, crop_size(out_w)), matrix
+
+
+def paste_scattered(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The release's paste-back (``FaceAlign.recover``): every crop pixel ``(j, i)`` is written to the frame pixel
+    ``int(M^-1 (j, i, 1))`` (truncated, nearest scatter, no blending; later pixels win). Where the crop is
+    larger on screen than 1.3 out_W x out_W pixels some frame pixels get none: the holes and seams the
+    README reports. Kept as the ``official`` paste option; ``paste_aligned`` is the default. (Pixels that land
+    outside the frame make the release's ``index_put`` fail or wrap around; here they are dropped.)"""
+    (height, width), (h, w) = frame.shape[:2], face.shape[:2]
+    cols, rows = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    inverse = np.linalg.inv(matrix)
+    xy = np.stack([cols, rows, np.ones_like(cols)], -1) @ inverse[:2].T
+    x, y = np.trunc(xy[..., 0]).astype(np.int64), np.trunc(xy[..., 1]).astype(np.int64)
+    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    out = frame.copy()
+    out[y[inside], x[inside]] = to_frame_dtype(np.asarray(face, np.float32)[inside], frame.dtype)
+    return out
 
 
 def crop_pixels_of(matrix: np.ndarray, frame_pixels: np.ndarray, frame_hw: tuple[int, int],

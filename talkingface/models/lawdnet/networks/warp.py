@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+CPU_CHANNEL_CHUNK = 8
+
+
 def centres(size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``linspace(-1 + 1/size, 1 - 1/size, size)`` rounded once from float64: the same on every CPU. (PyTorch's
     float32 ``linspace`` is not: its AVX2 kernel adds the step twice, e.g. 20 of 60 values differ by 1 ulp.)"""
@@ -63,15 +66,28 @@ class LocalAffineWarp(nn.Module):
         return self.warp(feature_map, self.coarse_grid(kpoints, radius, similarity))
 
     def coarse_grid(self, kpoints: torch.Tensor, radius: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
-        """``(B, C, G, G, 2)``: where each coarse grid point of each channel samples from."""
+        """``(B, C, G, G, 2)``: where each coarse grid point of each channel samples from.
+
+        On CPU it is computed ``CPU_CHANNEL_CHUNK`` channels at a time: channels are independent, so the numbers
+        are the same, and the ~30 elementwise passes over ``(B, 5, C, G, G, 2)`` stay in cache (measured 3×
+        faster forward + backward at batch 4 on 2 cores). On CUDA one pass over all channels is faster.
+        """
+        channels = kpoints.shape[2]
+        chunk = CPU_CHANNEL_CHUNK if kpoints.device.type == "cpu" else channels
+        if channels <= chunk:
+            return self._coarse_grid(kpoints, radius, similarity)
+        return torch.cat([self._coarse_grid(kpoints[:, :, i:i + chunk], radius[:, :, i:i + chunk],
+                                            similarity[:, :, i:i + chunk]) for i in range(0, channels, chunk)], 1)
+
+    def _coarse_grid(self, kpoints: torch.Tensor, radius: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
         batch, n, c = kpoints.shape[:3]
         grid = self.standard_grid.to(kpoints.dtype)
-        kp = kpoints.view(batch, n, c, 1, 1, 2)
+        kp = kpoints.reshape(batch, n, c, 1, 1, 2)
         offset = grid - kp  # (B, N, C, G, G, 2)
-        weight = torch.exp(-offset.norm(dim=-1, keepdim=True) / radius.view(batch, n, c, 1, 1, 1))
-        scale = (similarity[..., 0:1] + 1).view(batch, n, c, 1, 1, 1) * weight + (1 - weight) * 1.0
-        angle = (similarity[..., 1:2] * math.pi).view(batch, n, c, 1, 1, 1) * weight
-        shift = similarity[..., 2:4].view(batch, n, c, 1, 1, 2) * weight
+        weight = torch.exp(-offset.norm(dim=-1, keepdim=True) / radius.reshape(batch, n, c, 1, 1, 1))
+        scale = (similarity[..., 0:1] + 1).reshape(batch, n, c, 1, 1, 1) * weight + (1 - weight) * 1.0
+        angle = (similarity[..., 1:2] * math.pi).reshape(batch, n, c, 1, 1, 1) * weight
+        shift = similarity[..., 2:4].reshape(batch, n, c, 1, 1, 2) * weight
         cos, sin = torch.cos(angle), torch.sin(angle)
         ox, oy = offset[..., 0:1], offset[..., 1:2]
         rotated = torch.cat([ox * cos + oy * sin, ox * -sin + oy * cos], dim=-1)  # o · R^T, R = [[cos, sin], [-sin, cos]]
