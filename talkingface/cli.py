@@ -143,6 +143,21 @@ def main_parser(infer_model: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("graph", help="the frozen TensorFlow graph, output_graph.pb")
     p.add_argument("output", help="where to write, e.g. checkpoints/deepspeech-0.1.0.safetensors")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    p = sub.add_parser("face3d", help="3D face model files: build BFM_model_front.mat / data.mat, write the stand-in")
+    actions = p.add_subparsers(dest="face3d_action", required=True, metavar="ACTION")
+    q = actions.add_parser("build-bfm", help="build the derived face model file from the raw BFM09 files")
+    q.add_argument("folder", help="the BFM folder (01_MorphableModel.mat, Exp_Pca.bin, ...; docs/face3d.md)")
+    q.add_argument("--out", help="where to write (default: BFM_model_front.mat or data.mat in the folder)")
+    q.add_argument("--convention", default="deep3dfacerecon",
+                   help="deep3dfacerecon (BFM_model_front.mat, default) or audiodvp (data.mat)")
+    q.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    q = actions.add_parser("standin", help="write the synthetic stand-in for the BFM files (not the real model)")
+    q.add_argument("folder", help="where to write")
+    q.add_argument("--vertices", type=int, default=1000, help="front-face vertices (35709 for BFM's size)")
+    q.add_argument("--triangles", type=int, help="triangles (default: BFM's proportion, 70789 for 35709 vertices)")
+    q.add_argument("--audiodvp", action="store_true", help="also write AudioDVP's data.mat")
+    q.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parser
 
 
@@ -184,6 +199,17 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         from .audio.deepspeech import convert_graph
 
         print(convert_graph(args.graph, args.output))
+        return 0
+    if command == "face3d":
+        if extra:
+            raise TalkingFaceError(f"unexpected arguments: {' '.join(extra)}")
+        from . import face3d
+
+        if args.face3d_action == "build-bfm":
+            out = face3d.build_bfm(args.folder, args.out, args.convention)
+        else:
+            out = face3d.write_standin_bfm(args.folder, args.vertices, args.triangles, audiodvp=args.audiodvp)
+        print(f"{out}{' (synthetic stand-in, not the Basel Face Model)' if face3d.is_standin(out) else ''}")
         return 0
     overrides = _with_overrides(args, extra)
     files = args.config_files

@@ -221,3 +221,15 @@ def test_feather_margins_follow_the_smooth_mask():
     mask = smooth_square_mask(468, 360).numpy()
     top, bottom, left, right = mouth_margins(mask)
     assert (top, 468 - 1 - bottom, left, 360 - 1 - right) == (142, 443, 28, 331)  # reference: rows 142-443, cols 28-331
+
+
+def test_demo_pair_config_trains_from_scratch_with_the_intended_grid():
+    demo = talkingface.load_config("lawdnet", "demo")
+    assert demo["config_sources"][-1].endswith("configs/model/lawdnet/demo.yaml")
+    options = demo["lawdnet"]
+    assert list(options["recipe"]) == ["frame64"] and options["stages"]["frame64"]["batch_size"] == 4
+    assert options["stages"]["frame64"]["augment_num"] == 32  # the rest of the stage stays official
+    assert options["scrambled_grid"] is False and options["lr"] == 6e-4 and demo["train"]["max_steps"] == 210
+    assert demo["evaluate"]["control_audio_shift"] == 1.5
+    hdtf = talkingface.load_config("lawdnet", "hdtf")["lawdnet"]  # other datasets keep the release's settings
+    assert hdtf["scrambled_grid"] is True and hdtf["lr"] == 1e-4
