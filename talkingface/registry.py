@@ -18,7 +18,8 @@ from .errors import RegistryError
 ENTRY_POINT_GROUP = "talkingface.plugins"
 BUILTIN_PLUGIN_MODULES = ("talkingface.models", "talkingface.data.layouts", "talkingface.evaluation.metrics",
                           "talkingface.audio", "talkingface.face",
-                          "talkingface.face.s3fd")  # registers nothing; declares sfd_face.pth (list --weights)
+                          "talkingface.face.s3fd",  # registers nothing; declares sfd_face.pth (list --weights)
+                          "talkingface.face3d")  # registers nothing; declares ReconNet's weights (list --weights)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

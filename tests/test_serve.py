@@ -39,11 +39,14 @@ def server(tmp_path_factory, request):
     model = talkingface.build_model(name, {name: SETTINGS[name], "progress": False})
     checkpoint = model.save_weights(work / f"{name}.pth")
     port = free_port()
+    scratch = work / "tmp"  # this server's request folders (another test's server may run beside it)
+    scratch.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "talkingface.cli", "serve", "--model", name, "--checkpoint", str(checkpoint),
          "--video", str(template), "--port", str(port), "--paste", "feathered",
          *cli_tokens({name: SETTINGS[name], "progress": False})],
-        env=subprocess_env(threads=1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env={**subprocess_env(threads=1), "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -57,7 +60,7 @@ def server(tmp_path_factory, request):
     else:
         process.kill()
         pytest.fail("the server did not come up in 120 s")
-    yield url, work, name
+    yield url, work, name, scratch
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -86,7 +89,7 @@ def post(url: str, path: Path, name: str | None = None) -> requests.Response:
 
 @pytest.mark.slow
 def test_health_dub_bad_upload_and_queueing(server, tmp_path):
-    url, work, name = server
+    url, work, name, scratch = server
     health = requests.get(f"{url}/health", timeout=10).json()
     assert health["status"] == "ok" and health["model"] == name and health["frames"] == 15
 
@@ -113,4 +116,4 @@ def test_health_dub_bad_upload_and_queueing(server, tmp_path):
     spans = sorted((float(a.headers["X-Dub-Started"]), float(a.headers["X-Dub-Finished"])) for a in answers)
     assert spans[0][1] <= spans[1][0], spans  # one after the other on the model
     assert requests.get(f"{url}/health", timeout=10).json()["served"] == 3
-    assert not list(Path("/tmp").glob("talkingface-serve-*/upload*"))  # request files are removed
+    assert not list(scratch.glob("talkingface-serve-*/upload*"))  # request files are removed
