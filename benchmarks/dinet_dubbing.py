@@ -128,8 +128,9 @@ def end_to_end(spec: dict) -> dict:
     return row
 
 
-def child_run(spec: dict) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+def child_run(spec: dict, script: str = __file__) -> dict:
+    """Run ``script --child <spec>`` (a benchmark's own end-to-end child) and return the JSON it prints last."""
+    result = subprocess.run([sys.executable, script, "--child", json.dumps(spec)], capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(result.stderr[-2000:])
     return json.loads(result.stdout.strip().splitlines()[-1])

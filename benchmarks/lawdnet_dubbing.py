@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dinet_dubbing import gflop_per_frame, looped_demo_video, model_only  # noqa: E402
+from dinet_dubbing import child_run, gflop_per_frame, looped_demo_video, model_only  # noqa: E402
 from process_memory import peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 
@@ -128,13 +128,6 @@ def server_latency(mouth: int, template: Path, audio_seconds: float, requests_co
             "frames_per_s": round(frames / min(latencies), 4)}
 
 
-def child_run(spec: dict) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(result.stderr[-2000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mouth", type=int, default=288)
@@ -159,7 +152,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lawdnet_dubbing_"))
     video = looped_demo_video(work / f"v{args.e2e_seconds:g}.mp4", args.e2e_seconds)
     e2e = child_run({"mouth": args.mouth, "video": str(video), "seconds": args.e2e_seconds,
-                     "out": str(work / "out.mp4"), "model_only_frames": args.frames})
+                     "out": str(work / "out.mp4"), "model_only_frames": args.frames}, __file__)
     print(json.dumps(e2e), flush=True)
     serve = None
     if args.serve_requests:
