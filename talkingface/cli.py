@@ -16,7 +16,8 @@ from .errors import TalkingFaceError
 OVERRIDES_HELP = "any config key as --key=value or --section.key=value (YAML-typed), e.g. --train.max_steps=100"
 RUN_DESCRIPTION = "Preprocess (if needed), train, evaluate on the test split and print a results table."
 LISTABLE = {"models": "MODELS", "datasets": "DATASETS", "metrics": "METRICS",
-            "audio_features": "AUDIO_FEATURES", "face_backends": "FACE_BACKENDS"}
+            "audio_features": "AUDIO_FEATURES", "face_backends": "FACE_BACKENDS",
+            "preprocess_steps": "PREPROCESS_STEPS"}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

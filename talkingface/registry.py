@@ -1,4 +1,4 @@
-"""Name -> class registries for models, datasets, metrics, audio features and face backends.
+"""Name -> class registries for models, datasets, metrics, audio features, face backends and preprocessing steps.
 
 Lookup is case-insensitive and accepts aliases. The first lookup imports the built-in plugins and
 every module advertised in the entry-point group ``talkingface.plugins``, so an installed package adds
@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, TypeVar
 from .errors import RegistryError
 
 ENTRY_POINT_GROUP = "talkingface.plugins"
-BUILTIN_PLUGIN_MODULES = ("talkingface.models", "talkingface.data.layouts", "talkingface.evaluation.metrics",
+BUILTIN_PLUGIN_MODULES = ("talkingface.models", "talkingface.data.layouts", "talkingface.data.face3d_step",
+                          "talkingface.evaluation.metrics",
                           "talkingface.audio", "talkingface.face",
                           "talkingface.face.s3fd",  # registers nothing; declares sfd_face.pth (list --weights)
                           "talkingface.face3d")  # registers nothing; declares ReconNet's weights (list --weights)
@@ -126,9 +127,11 @@ DATASETS = Registry("dataset")
 METRICS = Registry("metric")
 AUDIO_FEATURES = Registry("audio feature")
 FACE_BACKENDS = Registry("face backend")
+PREPROCESS_STEPS = Registry("preprocessing step")
 
 register_model = MODELS.register
 register_dataset = DATASETS.register
 register_metric = METRICS.register
 register_audio_feature = AUDIO_FEATURES.register
 register_face_backend = FACE_BACKENDS.register
+register_preprocess_step = PREPROCESS_STEPS.register

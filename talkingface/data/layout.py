@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from ..config import Config
 from ..io_utils import atomic_write_json
+from .steps import run_steps
 from .store import ClipStore
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,8 @@ class DatasetLayout(abc.ABC):
     Subclasses set ``default_config`` and implement ``build(store)``, which must be idempotent and
     resumable: it skips clips whose ``meta.json`` exists and writes each clip's ``meta.json`` last.
     ``fingerprint()`` names the settings that change the output; a store built with other settings is
-    stale and rebuilt.
+    stale and rebuilt. The ``preprocess.steps`` then run on its clips (``steps.run_steps``; they keep their own
+    per-clip fingerprints, so adding a step does not rebuild the clips).
     """
 
     default_config: ClassVar[dict] = {}
@@ -59,6 +61,7 @@ class DatasetLayout(abc.ABC):
         store = ClipStore(self.store_root)
         if not force and self.is_prepared():
             logger.info("processed store %s is up to date", store.root)
+            run_steps(store, self.config)
             return store
         manifest = store.manifest()
         expected = self._expected_manifest()
@@ -69,6 +72,7 @@ class DatasetLayout(abc.ABC):
         atomic_write_json(store.manifest_path, {**expected, "complete": False})
         self.build(store)
         atomic_write_json(store.manifest_path, {**expected, "complete": True})
+        run_steps(store, self.config)
         return store
 
     @abc.abstractmethod

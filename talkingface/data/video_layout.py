@@ -43,7 +43,8 @@ class VideoLayout(DatasetLayout):
         """``(source video, segments)`` pairs; segment names are the clip names."""
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"preprocess": self.config["preprocess"].to_dict(), "raw_root": str(self.raw_root.resolve())}
+        settings = {k: v for k, v in self.config["preprocess"].to_dict().items() if k != "steps"}  # per clip
+        return {"preprocess": settings, "raw_root": str(self.raw_root.resolve())}
 
     def assign_splits(self, groups: dict[str, list[str]]) -> dict[str, list[str]]:
         """Split ``{source: [clip names]}`` by source (clips of one video never straddle splits)."""

@@ -150,9 +150,16 @@ def align_img(img: Any, lm: np.ndarray, lm3D: np.ndarray, mask: Any = None, targ
     if lm3D.shape != (5, 3):
         raise ValueError(f"expected the 5 template points (5, 3) (load_lm3d), got {lm3D.shape}")
     pil = _as_pil(img, "image")
-    lm5p = lm if lm.shape[0] == 5 else extract_5p(lm)
-    t, s = pos_fit(lm5p.T, lm3D.T)
-    s = rescale_factor / s
+    trans_params = align_params(lm, lm3D, pil.size, rescale_factor)
+    s, t = float(trans_params[2]), trans_params[3:5]
     crop, lm_new, mask_new = resize_n_crop(pil, lm, t, s, target_size=target_size, mask=mask)
-    trans_params = np.array([pil.size[0], pil.size[1], s, t[0], t[1]], dtype=np.float64)
     return trans_params, crop, lm_new, mask_new
+
+
+def align_params(lm: np.ndarray, lm3D: np.ndarray, size: tuple[int, int],
+                 rescale_factor: float = RESCALE_FACTOR) -> np.ndarray:
+    """``align_img``'s trans_params (w0, h0, s, tx, ty) from the landmarks alone (y up; 68 or 5 points) and the
+    image size (w0, h0): the POS fit of the five points to ``lm3D``, s = ``rescale_factor`` / its scale."""
+    lm5p = lm if lm.shape[0] == 5 else extract_5p(lm)
+    t, s = pos_fit(lm5p.T, np.asarray(lm3D).T)
+    return np.array([size[0], size[1], rescale_factor / s, t[0], t[1]], dtype=np.float64)
