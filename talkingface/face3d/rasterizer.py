@@ -71,15 +71,15 @@ def interpolate(attributes: torch.Tensor, fragments: Fragments, faces: torch.Ten
         raise ValueError(f"attributes must be (B, N, C) with B = {batch} or 1, got {tuple(attributes.shape)}")
     channels = attributes.shape[2]
     faces = faces.to(device=attributes.device, dtype=torch.long)
-    rows = faces.index_select(0, fragments.face_index.clamp(min=0).view(-1)).t()  # (3, B*H*W)
+    pixels = fragments.mask.view(-1).nonzero().squeeze(1)  # only the covered pixels are mixed
+    rows = faces.index_select(0, fragments.face_index.view(-1).index_select(0, pixels)).t()  # (3, P)
     if attributes.shape[0] > 1:  # rows of the flattened (B * N, C) attributes
-        image = torch.arange(batch, device=rows.device).repeat_interleave(height * width)
-        rows = rows + attributes.shape[1] * image
+        rows = rows + attributes.shape[1] * torch.div(pixels, height * width, rounding_mode="floor")
     flat = attributes.reshape(-1, channels)
-    weights = fragments.barycentric.view(-1, 3).to(flat.dtype)
+    weights = fragments.barycentric.view(-1, 3).index_select(0, pixels).to(flat.dtype)
     mixed = sum(flat.index_select(0, rows[k]) * weights[:, k:k + 1] for k in range(3))
-    mixed = mixed.view(batch, height, width, channels)
-    return torch.where(fragments.mask.unsqueeze(-1), mixed, mixed.new_zeros(()))
+    return flat.new_zeros(batch * height * width, channels).index_copy(0, pixels, mixed).view(
+        batch, height, width, channels)
 
 
 def render(vertices: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, height: int, width: int,
