@@ -6,8 +6,9 @@ The mesh has exactly the BFM front face's counts, 35,709 vertices and 70,789 tri
 onto an ellipse covering ~60 % of the image (a curved sheet: depth grows away from the centre), 3,309 triangles
 split at their centroid and 89 boundary ears (each split adds 1 vertex and 2 triangles, each ear 1 triangle).
 Alongside the times it records the (triangle, pixel) candidate pairs per frame, the covered pixels, the fp32
-matmul peak (benchmarks/trainer_overhead.py) and this machine's elementwise throughput, so a limit can be argued:
-the rasterizer does a few dozen elementwise operations per candidate pair (docs/face3d.md).
+matmul peak (benchmarks/trainer_overhead.py), this machine's elementwise throughput, and for the forward rows the
+"floor": the tensor operations no PyTorch-op z-buffer renderer of the mesh can avoid, timed alone in the same run
+(``primitive_floor_ms``; docs/face3d.md, "Benchmark").
 
     python benchmarks/face3d_raster.py            # full size, writes the JSON (several minutes on 2 cores)
     python benchmarks/face3d_raster.py --tiny     # smoke run: a small mesh at 32 x 32, prints, writes nothing
@@ -97,6 +98,60 @@ def elementwise_gelem_per_s(n: int = 1 << 22, rounds: int = 10) -> float:
     return 2 * n / best_seconds(step, rounds) / 1e9
 
 
+def primitive_floor_ms(vertices: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor, pairs: int, covered: int,
+                       size: int, rounds: int) -> dict:
+    """ms per frame of the tensor operations no PyTorch-op z-buffer renderer of this mesh can avoid, timed alone
+    in this run: gather each triangle's corners and write its 9 edge coefficients; expand the triangles to their
+    candidate pairs (``repeat_interleave``) and gather each pair's coefficients; evaluate the 3 edge functions per
+    pair (two fused multiply-adds each); keep the nearest key per pixel (``scatter_reduce`` amin); write the covered
+    pixels' face index, 3 barycentrics and depth; interpolate 3 colour channels there (3 gathers, 3 multiply-adds).
+    ``pairs`` and ``covered`` are per frame."""
+    batch, triangles = vertices.shape[0], faces.shape[0]
+    generator = torch.Generator().manual_seed(1)
+    counts = torch.full((batch * triangles,), pairs // triangles, dtype=torch.long)
+    counts[: pairs * batch - int(counts.sum())] += 1  # exactly `pairs` per frame, spread over the triangles
+    owner = torch.arange(batch * triangles)
+    xy = torch.rand(batch * pairs, 2, generator=generator) * size
+    keys = torch.randint(0, 1 << 62, (batch * pairs,), generator=generator)
+    pixel_of_pair = torch.randint(0, batch * size * size, (batch * pairs,), generator=generator)
+    pixels = torch.randperm(batch * size * size, generator=generator)[: batch * covered].sort().values
+    flat_colours = colours.reshape(-1, 3)
+    corner_rows = torch.randint(0, flat_colours.shape[0], (3, batch * covered), generator=generator)
+    weights = torch.rand(batch * covered, 3, generator=generator)
+    timings = {}
+
+    def setup():
+        corners = vertices[:, faces]  # (B, F, 3, 3)
+        timings["coefficients"] = (corners - corners.roll(1, dims=2)).reshape(batch * triangles, 9)
+
+    def expand():
+        pair_owner = owner.repeat_interleave(counts)
+        timings["pair_coefficients"] = timings["coefficients"].index_select(0, pair_owner)
+
+    def evaluate():
+        c = timings["pair_coefficients"]
+        for k in range(3):
+            torch.addcmul(torch.addcmul(c[:, 3 * k + 2], c[:, 3 * k], xy[:, 0]), c[:, 3 * k + 1], xy[:, 1])
+
+    def zbuffer():
+        torch.full((batch * size * size,), torch.iinfo(torch.int64).max).scatter_reduce_(0, pixel_of_pair, keys,
+                                                                                           "amin")
+
+    def output():
+        values = torch.rand(batch * covered, 5)
+        torch.zeros(batch * size * size, 5).index_copy_(0, pixels, values)
+
+    def interpolate():
+        mixed = sum(flat_colours.index_select(0, corner_rows[k]) * weights[:, k:k + 1] for k in range(3))
+        torch.zeros(batch * size * size, 3).index_copy_(0, pixels, mixed)
+
+    parts = {name: 1e3 * best_seconds(step, rounds) / batch for name, step in
+             (("setup", setup), ("expand", expand), ("evaluate", evaluate), ("zbuffer", zbuffer),
+              ("output", output), ("interpolate", interpolate))}
+    return {"floor_ms_per_frame": round(sum(parts.values()), 2), "floor_parts_ms": {k: round(v, 3) for k, v in
+                                                                                    parts.items()}}
+
+
 def measure(mesh: np.ndarray, faces: torch.Tensor, size: int, batch: int, rounds: int) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
     vertices = in_pixels(mesh, size, size)[None].repeat(batch, 1, 1)
@@ -115,11 +170,15 @@ def measure(mesh: np.ndarray, faces: torch.Tensor, size: int, batch: int, rounds
         (render(v, faces, c, size, size)[0] * weights).sum().backward()
 
     rows = []
+    floor = primitive_floor_ms(vertices, faces, colours, int(pairs.float().mean()), int(covered.float().mean()),
+                               size, rounds)
     for mode, step in (("forward", forward), ("forward+backward", backward)):
         seconds = best_seconds(step, rounds)
         rows.append({"size": size, "batch": batch, "mode": mode, "ms_per_frame": round(1e3 * seconds / batch, 2),
                      "candidate_pairs_per_frame": int(pairs.float().mean()),
                      "covered_pixels_per_frame": int(covered.float().mean())})
+        if mode == "forward":
+            rows[-1].update(floor, floor_over_measured=round(floor["floor_ms_per_frame"] / rows[-1]["ms_per_frame"], 3))
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

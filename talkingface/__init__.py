@@ -3,8 +3,9 @@ from .config import Config, load_config
 from .errors import CheckpointError, ConfigError, DataError, MediaError, RegistryError, TalkingFaceError
 from .models.base import TalkingFaceModel
 from .pipeline import build_model, evaluate_checkpoints, evaluate_videos, infer, preprocess, run
-from .registry import (AUDIO_FEATURES, DATASETS, FACE_BACKENDS, METRICS, MODELS, register_audio_feature,
-                       register_dataset, register_face_backend, register_metric, register_model)
+from .registry import (AUDIO_FEATURES, DATASETS, FACE_BACKENDS, METRICS, MODELS, PREPROCESS_STEPS,
+                       register_audio_feature, register_dataset, register_face_backend, register_metric,
+                       register_model, register_preprocess_step)
 
 __version__ = "0.1.0"
 
@@ -25,9 +26,9 @@ def list_metrics() -> list[str]:
 
 
 __all__ = [
-    "AUDIO_FEATURES", "DATASETS", "FACE_BACKENDS", "METRICS", "MODELS", "CheckpointError", "Config", "ConfigError",
+    "AUDIO_FEATURES", "DATASETS", "FACE_BACKENDS", "METRICS", "MODELS", "PREPROCESS_STEPS", "CheckpointError", "Config", "ConfigError",
     "DataError", "MediaError", "RegistryError", "TalkingFaceError", "TalkingFaceModel", "build_model",
     "evaluate_checkpoints", "evaluate_videos", "infer", "list_datasets", "list_metrics", "list_models",
     "load_config", "preprocess", "register_audio_feature", "register_dataset", "register_face_backend",
-    "register_metric", "register_model", "run",
+    "register_metric", "register_model", "register_preprocess_step", "run",
 ]

@@ -72,7 +72,7 @@ def interpolate(attributes: torch.Tensor, fragments: Fragments, faces: torch.Ten
     channels = attributes.shape[2]
     faces = faces.to(device=attributes.device, dtype=torch.long)
     pixels = fragments.mask.view(-1).nonzero().squeeze(1)  # only the covered pixels are mixed
-    rows = faces.index_select(0, fragments.face_index.view(-1).index_select(0, pixels)).t()  # (3, P)
+    rows = _corner_rows(faces, fragments.face_index.view(-1).index_select(0, pixels))  # (3, P)
     if attributes.shape[0] > 1:  # rows of the flattened (B * N, C) attributes
         rows = rows + attributes.shape[1] * torch.div(pixels, height * width, rounding_mode="floor")
     flat = attributes.reshape(-1, channels)
@@ -180,13 +180,17 @@ def _zbuffer(vertices: torch.Tensor, faces: torch.Tensor, height: int, width: in
     coefficients, depths, boxes, counts = _setup(vertices, faces, height, width)
     starts = torch.cumsum(counts, 0) - counts
     for first, end, pairs in _chunks(counts, chunk_pairs):
-        local = torch.repeat_interleave(torch.arange(end - first, device=keys.device), counts[first:end],
-                                        output_size=pairs)
-        offset = torch.arange(pairs, device=keys.device) - (starts[first:end] - starts[first]).index_select(0, local)
-        column0, row0, columns = boxes[:, first:end].index_select(1, local)
+        repeats = counts[first:end]
+
+        def expand(values: torch.Tensor) -> torch.Tensor:  # per instance -> per pair (a sorted gather, but faster)
+            return values.repeat_interleave(repeats, dim=-1, output_size=pairs)
+
+        local = expand(torch.arange(end - first, device=keys.device))
+        offset = torch.arange(pairs, device=keys.device) - expand(starts[first:end] - starts[first])
+        column0, row0, columns = expand(boxes[:, first:end])
         row = torch.div(offset, columns, rounding_mode="floor")
         px, py = column0 + offset - row * columns, row0 + row
-        a_coef, b_coef, c_coef = coefficients[:, first:end].index_select(1, local).view(3, 3, -1)
+        a_coef, b_coef, c_coef = expand(coefficients[:, first:end]).view(3, 3, -1)
         cx, cy = px.to(a_coef.dtype).add_(0.5), py.to(a_coef.dtype).add_(0.5)
         edges = a_coef * cx + b_coef * cy + c_coef  # (3, P)
         inside = (torch.minimum(torch.minimum(edges[0], edges[1]), edges[2]) >= 0).nonzero().squeeze(1)
@@ -215,6 +219,13 @@ def _to(values: torch.Tensor) -> torch.Tensor:
     return torch.cat([values[2:], values[:2]])
 
 
+def _corner_rows(faces: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """(3, M): the three vertex indices of triangles ``face`` (M,); ``take`` on each corner's column is about twice
+    as fast on a CPU as gathering (F, 3) int64 rows."""
+    columns = faces.t().contiguous()
+    return torch.stack([columns[k].take(face) for k in range(3)])
+
+
 # ---- the winners, with autograd ------------------------------------------------------------------------------
 def _winners(vertices: torch.Tensor, faces: torch.Tensor, face: torch.Tensor, pixels: torch.Tensor,
              height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,7 +236,7 @@ def _winners(vertices: torch.Tensor, faces: torch.Tensor, face: torch.Tensor, pi
     row = within // width
     cx = (within - row * width).to(vertices.dtype).add_(0.5)
     cy = row.to(vertices.dtype).add_(0.5)
-    rows = faces.index_select(0, face).t() + vertices.shape[1] * image  # (3, M) rows of (B * N, 3)
+    rows = _corner_rows(faces, face) + vertices.shape[1] * image  # (3, M) rows of (B * N, 3)
     x, y, z = vertices.reshape(-1, 3).index_select(0, rows.reshape(-1)).view(3, -1, 3).permute(2, 0, 1)  # (3, M)
     xa, ya, xb, yb = _from(x), _from(y), _to(x), _to(y)
     edges = (xb - xa) * (cy - ya) - (yb - ya) * (cx - xa)  # (3, M): edge k opposite corner k, its weight * 2 area

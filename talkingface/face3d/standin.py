@@ -362,7 +362,7 @@ def _write_exp_pca(path: Path, mean: np.ndarray, components: np.ndarray) -> None
 def write_standin_bfm(folder: str | Path, vertices: int = DEFAULT_VERTICES, triangles: int | None = None,
                       seed: int = 0, raw: bool = True, derived: bool = True, audiodvp: bool = False) -> Path:
     """Write the stand-in into ``folder``: the raw files (``raw``: 01_MorphableModel.mat, Exp_Pca.bin,
-    std_exp.txt, BFM_front_idx.mat, BFM_exp_idx.mat, facemodel_info.mat, similarity_Lm3D_all.mat), the derived
+    std_exp.txt, BFM_front_idx.mat, BFM_exp_idx.mat, facemodel_info.mat), always similarity_Lm3D_all.mat, the derived
     ``BFM_model_front.mat`` (``derived``) and AudioDVP's ``data.mat`` (``audiodvp``), each built from the raw
     arrays by the same code as ``talkingface face3d build-bfm``, and ``STANDIN.txt``. Every file is written
     atomically; the same arguments give the same files."""
@@ -377,9 +377,10 @@ def write_standin_bfm(folder: str | Path, vertices: int = DEFAULT_VERTICES, tria
         bf.write_mat(folder / bf.FRONT_INDEX, {"idx": sources.front_idx, bf.STANDIN_KEY: np.array([MARKER])})
         bf.write_mat(folder / bf.EXP_INDEX, {"trimIndex": sources.trim_index, bf.STANDIN_KEY: np.array([MARKER])})
         bf.write_mat(folder / bf.FACEMODEL_INFO, sources.info)
-        centred = mesh.vertices - mesh.vertices.mean(0)
-        bf.write_mat(folder / bf.LANDMARKS_3D, {"lm": centred[mesh.keypoints].astype(np.float32),
-                                                bf.STANDIN_KEY: np.array([MARKER])})
+    # Deep3DFaceRecon's own BFM/ file (align_img's template), so written with the raw and the derived files alike
+    centred = mesh.vertices - mesh.vertices.mean(0)
+    bf.write_mat(folder / bf.LANDMARKS_3D, {"lm": centred[mesh.keypoints].astype(np.float32),
+                                            bf.STANDIN_KEY: np.array([MARKER])})
     if derived:
         bf.write_mat(folder / bf.BFM_FRONT, bf.transfer_bfm09_arrays(sources))
     if audiodvp:
