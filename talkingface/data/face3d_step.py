@@ -185,8 +185,8 @@ class Face3dStep(PreprocessStep):
 
         def aligned() -> Iterator[np.ndarray]:
             for index, frame in enumerate(iter_frames(clip.video_path)):
-                p = params[min(index, len(params) - 1)]
-                yield face3d.resize_n_crop(frame, up[0][:5], p[3:5], float(p[2]))[0]
+                at = min(index, len(params) - 1)  # a longer video fails after the loop (frame count check)
+                yield face3d.resize_n_crop(frame, up[at], params[at][3:5], float(params[at][2]))[0]
 
         return Crops("align_img", params, lm, aligned)
 
