@@ -234,6 +234,7 @@ def fit_video(model: ParametricFaceModel, frames: Callable[[], Iterable[np.ndarr
     total = len(landmarks)
     if landmarks.shape != (total, 68, 2) or valid.shape != (total,):
         raise ValueError(f"landmarks must be (T, 68, 2) and valid (T,), got {landmarks.shape} and {valid.shape}")
+    landmarks = np.where(valid[:, None, None], landmarks, 0.0)  # no NaN of a faceless frame reaches a loss
     state = Path(state_dir) if state_dir is not None else None
     if state is not None:
         state.mkdir(parents=True, exist_ok=True)
@@ -250,6 +251,7 @@ def fit_video(model: ParametricFaceModel, frames: Callable[[], Iterable[np.ndarr
         key_params = torch.from_numpy(saved["frames"]).to(device)
         keys = saved["indices"]
     else:
+        logger.info("fitting identity and albedo on %d key frames of %d", len(keys), total)
         images = _to_images(_select(frames(), set(keys.tolist())), keys, device)
         shared = {name: torch.zeros(1, model.coeff_slices[name].stop - model.coeff_slices[name].start,
                                     device=device) for name in SHARED_BLOCKS}
