@@ -29,9 +29,10 @@ METHODS = ("auto", "recon", "fit")
 
 def nearest_valid(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Landmarks with each frame without a face replaced by the nearest frame with one (for its crop only)."""
+    from ..face3d.fitting import nearest_of
+
     good = np.flatnonzero(valid)
-    nearest = good[np.abs(np.arange(len(valid))[:, None] - good[None, :]).argmin(1)]
-    return landmarks[nearest]
+    return landmarks[good[nearest_of(good, len(valid))]]
 
 
 def _file_id(path: Path) -> list[Any]:

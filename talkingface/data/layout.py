@@ -61,17 +61,16 @@ class DatasetLayout(abc.ABC):
         store = ClipStore(self.store_root)
         if not force and self.is_prepared():
             logger.info("processed store %s is up to date", store.root)
-            run_steps(store, self.config)
-            return store
-        manifest = store.manifest()
-        expected = self._expected_manifest()
-        if force or (manifest and {k: manifest.get(k) for k in expected} != expected):
-            logger.info("processed store %s is stale (settings changed); rebuilding", store.root)
-            shutil.rmtree(store.root, ignore_errors=True)
-        store.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(store.manifest_path, {**expected, "complete": False})
-        self.build(store)
-        atomic_write_json(store.manifest_path, {**expected, "complete": True})
+        else:
+            manifest = store.manifest()
+            expected = self._expected_manifest()
+            if force or (manifest and {k: manifest.get(k) for k in expected} != expected):
+                logger.info("processed store %s is stale (settings changed); rebuilding", store.root)
+                shutil.rmtree(store.root, ignore_errors=True)
+            store.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(store.manifest_path, {**expected, "complete": False})
+            self.build(store)
+            atomic_write_json(store.manifest_path, {**expected, "complete": True})
         run_steps(store, self.config)
         return store
 

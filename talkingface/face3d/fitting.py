@@ -90,7 +90,7 @@ def pack_coeffs(model: ParametricFaceModel, shared: dict[str, torch.Tensor], fra
     batch = frame.shape[0]
     parts, start = {}, 0
     for name in FRAME_BLOCKS:
-        width = model.coeff_slices[name].stop - model.coeff_slices[name].start
+        width = block_width(model, name)
         parts[name] = frame[:, start:start + width]
         start += width
     for name in SHARED_BLOCKS:
@@ -99,8 +99,14 @@ def pack_coeffs(model: ParametricFaceModel, shared: dict[str, torch.Tensor], fra
     return torch.cat([parts[name] for name in ordered], dim=1)
 
 
+def block_width(model: ParametricFaceModel, name: str) -> int:
+    """How many coefficients the block ``name`` (id, exp, tex, angle, gamma, trans) has."""
+    return model.coeff_slices[name].stop - model.coeff_slices[name].start
+
+
 def frame_width(model: ParametricFaceModel) -> int:
-    return sum(model.coeff_slices[name].stop - model.coeff_slices[name].start for name in FRAME_BLOCKS)
+    """The per-frame coefficients (exp, gamma, angle, trans): 97."""
+    return sum(block_width(model, name) for name in FRAME_BLOCKS)
 
 
 class KeypointModel:
@@ -199,6 +205,15 @@ def _optimise(objective: FitObjective, shared: dict[str, torch.Tensor], frame: t
         value.requires_grad_(False)
 
 
+def nearest_of(candidates: np.ndarray, count: int) -> np.ndarray:
+    """(count,) positions into the sorted, non-empty frame indices ``candidates``: the nearest one to each frame
+    0..count-1, the earlier on a tie. O(T log K) memory-light (a long video must not build a T x K table)."""
+    frames = np.arange(count)
+    right = np.searchsorted(candidates, frames).clip(max=len(candidates) - 1)
+    left = (right - 1).clip(min=0)
+    return np.where(frames - candidates[left] <= np.abs(candidates[right] - frames), left, right)
+
+
 def choose_key_frames(valid: np.ndarray, count: int) -> np.ndarray:
     """``count`` frames with a face, evenly spread over the video (all of them when there are fewer)."""
     candidates = np.flatnonzero(valid)
@@ -253,8 +268,7 @@ def fit_video(model: ParametricFaceModel, frames: Callable[[], Iterable[np.ndarr
     else:
         logger.info("fitting identity and albedo on %d key frames of %d", len(keys), total)
         images = _to_images(_select(frames(), set(keys.tolist())), keys, device)
-        shared = {name: torch.zeros(1, model.coeff_slices[name].stop - model.coeff_slices[name].start,
-                                    device=device) for name in SHARED_BLOCKS}
+        shared = {name: torch.zeros(1, block_width(model, name), device=device) for name in SHARED_BLOCKS}
         key_params = torch.zeros(len(keys), width, device=device)
         index = torch.from_numpy(keys).to(device)
         _optimise(objective, shared, key_params, images, lm[index], ok[index], settings.key_landmark_steps,
@@ -262,7 +276,7 @@ def fit_video(model: ParametricFaceModel, frames: Callable[[], Iterable[np.ndarr
         if key_file is not None:
             _save(key_file, indices=keys, frames=key_params.cpu().numpy(),
                   **{name: value.cpu().numpy() for name, value in shared.items()})
-    nearest = np.abs(np.arange(total)[:, None] - keys[None, :]).argmin(1)
+    nearest = nearest_of(keys, total)
 
     coeffs = np.zeros((total, model.num_coeffs), np.float32)
     error = np.full(total, np.nan, np.float32)
@@ -276,7 +290,7 @@ def fit_video(model: ParametricFaceModel, frames: Callable[[], Iterable[np.ndarr
             params = key_params[torch.from_numpy(nearest[start:stop]).to(device)].clone()
             window = slice(start, stop)
             if valid[window].any():
-                images = torch.from_numpy(np.stack(crops)).to(device, torch.float32) / 255.0
+                images = _as_images(crops, device)
                 _optimise(objective, shared, params, images, lm[window], ok[window],
                           settings.frame_landmark_steps, settings.frame_steps, fit_shared=False)
             if part is not None:
@@ -299,11 +313,16 @@ def _select(frames: Iterable[np.ndarray], wanted: set[int]) -> Iterator[np.ndarr
             return
 
 
+def _as_images(crops: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """uint8 crops -> (B, S, S, 3) float32 in [0, 1] on ``device``."""
+    return torch.from_numpy(np.stack(crops)).to(device, torch.float32) / 255.0
+
+
 def _to_images(frames: Iterable[np.ndarray], keys: np.ndarray, device: torch.device) -> torch.Tensor:
-    stacked = np.stack(list(frames))
-    if len(stacked) != len(keys):
-        raise ValueError(f"the frames ended after {len(stacked)} of {len(keys)} key frames")
-    return torch.from_numpy(stacked).to(device, torch.float32) / 255.0
+    crops = list(frames)
+    if len(crops) != len(keys):
+        raise ValueError(f"the frames ended after {len(crops)} of {len(keys)} key frames")
+    return _as_images(crops, device)
 
 
 def _batches(frames: Iterable[np.ndarray], batch: int, total: int) -> Iterator[tuple[int, list[np.ndarray]]]:

@@ -20,7 +20,7 @@ from numerics import EPS32, fp32_bound
 from talkingface.face3d import (FitSettings, ParametricFaceModel, crop_portrait, fit_video, from_portrait,
                                 portrait_box, portrait_params, render, screen_vertices, to_portrait,
                                 write_standin_bfm)
-from talkingface.face3d.fitting import KeypointModel, choose_key_frames
+from talkingface.face3d.fitting import KeypointModel, choose_key_frames, nearest_of
 
 FRAMES = 8
 QUICK = dict(batch_size=4, key_frames=3, key_landmark_steps=600, key_steps=20, frame_landmark_steps=400,
@@ -182,6 +182,16 @@ def test_key_frames_are_spread_over_the_frames_with_a_face():
     assert choose_key_frames(valid[:13], 12).tolist() == [10, 11, 12]
     with pytest.raises(ValueError, match="no frame has a face"):
         choose_key_frames(np.zeros(5, bool), 3)
+
+
+def test_nearest_of_matches_the_brute_force_choice():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        total = int(rng.integers(1, 60))
+        candidates = np.unique(rng.integers(0, total, int(rng.integers(1, total + 1))))
+        brute = np.abs(np.arange(total)[:, None] - candidates[None, :]).argmin(1)  # ties: the earlier
+        assert np.array_equal(nearest_of(candidates, total), brute)
+    assert nearest_of(np.array([2, 6]), 9).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1]  # frame 4: tie -> frame 2
 
 
 def test_portrait_box_follows_audiodvp_crop_portrait():
