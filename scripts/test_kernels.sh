@@ -13,11 +13,14 @@ kernel_sets=(
     "sse4:ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 $one:-n 2"
     "no-onednn:TALKINGFACE_TEST_MKLDNN=0 $one:-n 2"
 )
+# tests/test_kernel_set.py fails a set whose processes run with other threads, ATen capability or oneDNN state than
+# it names, and every run prints the kernels it used ("[kernels] NAME: ..."); tests/conftest.py fails a test that
+# leaves the thread count changed.
 status=0
 for entry in "${kernel_sets[@]}"; do
     IFS=: read -r name settings workers <<< "$entry"
     echo "[kernels] $name: $settings"
-    if ! env $settings "$python" -m pytest -q -p no:cacheprovider $workers -m numerics "$@"; then
+    if ! env TALKINGFACE_KERNEL_SET="$name" $settings "$python" -m pytest -q -p no:cacheprovider $workers -m numerics "$@"; then
         echo "[kernels] FAILED under $name"
         status=1
     fi

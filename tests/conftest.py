@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "examples" / "example_plugin"
@@ -17,9 +18,40 @@ for path in (EXAMPLE_PLUGIN, TEST_PLUGINS):
 import talkingface_example  # noqa: E402,F401  (registers the example model and dataset)
 
 if os.environ.get("TALKINGFACE_TEST_MKLDNN") == "0":  # one of the kernel sets of scripts/test_kernels.sh
-    import torch
-
     torch.backends.mkldnn.enabled = False
+
+SESSION_THREADS = torch.get_num_threads()  # what the environment asked for (OMP_NUM_THREADS): every test keeps it
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Fail the test after which torch's intra-op thread count differs from the session's: a test or fixture that
+    changes it must restore it (``one_thread``), or every test after it runs with the wrong threads (the kernel
+    sets of scripts/test_kernels.sh name their thread count)."""
+    yield
+    threads = torch.get_num_threads()
+    if threads != SESSION_THREADS:
+        torch.set_num_threads(SESSION_THREADS)
+        pytest.fail(f"{item.nodeid} left torch.get_num_threads() = {threads} (the session runs with "
+                    f"{SESSION_THREADS}): change threads inside one_thread / torch_threads", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Under scripts/test_kernels.sh: the kernels this run computed with (tests/test_kernel_set.py checks them)."""
+    name = os.environ.get("TALKINGFACE_KERNEL_SET")
+    if name:
+        terminalreporter.write_line(
+            f"[kernels] {name}: {torch.get_num_threads()} thread(s) per process, ATen "
+            f"{torch.backends.cpu.get_cpu_capability()}, oneDNN {'on' if torch.backends.mkldnn.enabled else 'off'}")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for this test (bit-for-bit comparisons of optimisations), restored afterwards."""
+    from helpers import torch_threads
+
+    with torch_threads(1):
+        yield
 
 TINY_EXAMPLE = {"example_shapes": {"clips": 5, "seconds": 0.48, "size": 32, "val_clips": 1, "test_clips": 1},
                 "example_inpainter": {"channels": 8}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -56,3 +57,15 @@ def random_syncnet(path: Path, seed: int = 0) -> Path:
                 module.bias.uniform_(-0.1, 0.1)
     torch.save(net.state_dict(), path)
     return path
+
+
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op threads set to ``count`` inside the block, restored after it (tests/conftest.py fails a test
+    that leaves them changed)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

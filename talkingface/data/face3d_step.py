@@ -103,8 +103,7 @@ class Face3dStep(PreprocessStep):
     def fit_settings(self) -> Any:
         from ..face3d.fitting import FitSettings
 
-        size = 256 if self.convention.mirrored_camera else 224
-        return FitSettings(image_size=size, batch_size=int(self.opts["batch_size"]), **dict(self.opts["fit"]))
+        return FitSettings(batch_size=int(self.opts["batch_size"]), **dict(self.opts["fit"]))
 
     def fingerprint(self) -> dict[str, Any]:
         from .. import face3d

@@ -154,6 +154,12 @@ class ParametricFaceModel:
         logger.info("face model %s (%s convention): %s", self.model_path, conv.name,
                     "SYNTHETIC STAND-IN, not the Basel Face Model" if self.is_standin else "BFM09")
 
+    @property
+    def image_size(self) -> int:
+        """The square image its camera renders: ``int(2 * center)`` (Deep3DFaceRecon's ``rasterize_size``: 224;
+        AudioDVP's 256 x 256 screen)."""
+        return int(2 * self.center)
+
     @classmethod
     def from_convention(cls, name: str, bfm_folder: str | Path = "./BFM", **options) -> "ParametricFaceModel":
         """``ParametricFaceModel(bfm_folder, convention=name, **options)``."""

@@ -38,9 +38,11 @@ class FitSettings:
     scaled by ``reference_batch / batch``, so any batch weighs them as a batch of 5 does there. ``lr_shared`` and
     ``lr_frame`` are Adam step sizes for the shared and the per-frame coefficients (AudioDVP: 1e-3 for alpha and
     beta, 2e-5 for the network that outputs the rest; a directly optimised coefficient needs larger steps).
+    ``image_size``: the square the frames and landmarks are in; by default the face model's (``int(2 center)``:
+    Deep3DFaceRecon renders at 224, AudioDVP at 256), so a convention is never rendered at the other's size.
     """
 
-    image_size: int = 256
+    image_size: int | None = None  # None: the model's (ParametricFaceModel.image_size: 224 / 256)
     lambda_photo: float = 1.9
     lambda_land: float = 1.6e-3
     lambda_reg: float = 3e-4
@@ -160,7 +162,7 @@ class FitObjective:
         total = s.lambda_land * land + s.lambda_reg * reg
         terms = {"landmark": float(land.detach()), "regulariser": float(reg.detach())}
         if images is not None:
-            size = s.image_size
+            size = s.image_size or model.image_size
             rendered, covered = render(screen_vertices(model, vertices, size), self.faces, colour, size, size)
             rendered = rendered.clamp(0.0, 1.0)  # AudioDVP clamps the interpolated colour
             target = images * covered.unsqueeze(-1).to(images.dtype)  # MSE(render, gt * mask)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import cli_tokens
+from helpers import cli_tokens, torch_threads
 from numerics import fp32_bound
 from talkingface.cli import main
 from talkingface.config import load_config
@@ -44,12 +44,12 @@ def step_overrides(tmp: Path, bfm: Path, **face3d) -> dict:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A one-clip demo store preprocessed with the face3d step (fit, Deep3DFaceRecon convention)."""
-    torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("face3d_step")
     bfm = tmp / "BFM"
     write_standin_bfm(bfm, audiodvp=True)
     args = ["preprocess", "--dataset", "demo", *cli_tokens(step_overrides(tmp, bfm))]
-    assert main(args) == 0
+    with torch_threads(1):
+        assert main(args) == 0
     return tmp, bfm, ClipStore(tmp / "processed" / "demo")
 
 

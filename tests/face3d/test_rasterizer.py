@@ -17,6 +17,7 @@ import torch
 
 from numerics import fp32_bound, max_abs_diff
 from talkingface.face3d import Fragments, interpolate, rasterize, render
+import talkingface.face3d.rasterizer as rasterizer_module
 
 
 # ---- closed forms in float64 numpy ------------------------------------------------------------------------------
@@ -284,6 +285,18 @@ def test_centres_on_shared_edges_are_never_lost():
 
 
 # ---- gradients: central differences in float64 ----------------------------------------------------------------
+class NegatedGradient(torch.autograd.Function):
+    """The identity whose backward flips the gradient's sign (a break planted into the rasterizer)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+
 def gradient_scene() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch 2, 7 vertices: a quad (two triangles) and a nearer triangle partly in front of it."""
     quad = [[1.3, 2.2, 2.0], [13.6, 1.7, 2.5], [14.2, 13.1, 3.0], [2.1, 12.4, 2.2]]
@@ -295,7 +308,7 @@ def gradient_scene() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         torch.rand(2, 7, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
-def test_gradients_match_central_differences():
+def test_gradients_match_central_differences(monkeypatch):
     vertices, faces, colours = gradient_scene()
     size = 16
     for b in range(2):
@@ -308,8 +321,19 @@ def test_gradients_match_central_differences():
         fragments = rasterize(v, faces, size, size)
         return (interpolate(c, fragments, faces) * image_weights).sum() + (fragments.depth * depth_weights).sum()
 
-    v, c = vertices.clone().requires_grad_(), colours.clone().requires_grad_()
-    loss(v, c).backward()
+    def analytic() -> tuple[torch.Tensor, torch.Tensor]:
+        v, c = vertices.clone().requires_grad_(), colours.clone().requires_grad_()
+        loss(v, c).backward()
+        return (torch.zeros_like(v) if v.grad is None else v.grad), c.grad
+
+    v_grad, c_grad = analytic()
+    # breaks of the rasterizer itself: its barycentrics and depth detached, their backward's sign flipped
+    winners = rasterizer_module._winners
+    monkeypatch.setattr(rasterizer_module, "_winners", lambda *a: tuple(t.detach() for t in winners(*a)))
+    detached = analytic()[0]
+    monkeypatch.setattr(rasterizer_module, "_winners", lambda *a: tuple(NegatedGradient.apply(t) for t in winners(*a)))
+    flipped = analytic()[0]
+    monkeypatch.undo()
     h = 1e-6
     numeric = []
     for tensor in (vertices, colours):
@@ -324,15 +348,15 @@ def test_gradients_match_central_differences():
         numeric.append(grad)
     # Error of a central difference: rounding eps64 * |loss| / h (~1e-9 here) plus h^2 times the third derivative
     # (~1e-12); 1e-6 of the gradient's scale leaves > 100x.
-    for analytic, fd, what in ((v.grad, numeric[0], "vertices"), (c.grad, numeric[1], "colours")):
+    for grad, fd, what in ((v_grad, numeric[0], "vertices"), (c_grad, numeric[1], "colours")):
         scale = float(fd.abs().max())
         assert scale > 1.0, what
-        bound = 1e-6 * scale
-        assert max_abs_diff(analytic, fd) <= bound, what
-        assert max_abs_diff(-analytic, fd) > 1e5 * bound, what  # break: the gradient's sign flipped
-        assert max_abs_diff(torch.zeros_like(fd), fd) > 1e5 * bound, what  # break: barycentrics detached
+        assert max_abs_diff(grad, fd) <= 1e-6 * scale, what
+    bound = 1e-6 * float(numeric[0].abs().max())
+    assert max_abs_diff(detached, numeric[0]) > 1e5 * bound  # measured: the whole gradient (scale / bound = 1e6)
+    assert max_abs_diff(flipped, numeric[0]) > 1e5 * bound  # measured: twice the scale
     assert float(numeric[0][..., 2].abs().max()) > 1.0  # depth gets gradient through Fragments.depth
-    assert float(c.grad[:, 4:].abs().min()) > 0
+    assert float(c_grad[:, 4:].abs().min()) > 0
 
 
 # ---- meshes, chunking, batching ------------------------------------------------------------------------------------

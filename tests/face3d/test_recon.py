@@ -4,11 +4,8 @@
   naming rules plus ``final_layers.0..6`` (80/64/80/3/27/2/1 1x1 convs with bias), as Deep3DFaceRecon's
   ``ReconNetWrapper('resnet50', use_last_fc=False)`` (sicxu/Deep3DFaceRecon_pytorch ``models/networks.py``); 332
   keys and 24,034,625 parameters as /work/shared/reference/videoretalking.md §2.4 counts; final layers zero.
-- Forward: against an independent float64 re-implementation from ``torch.nn.functional`` calls and explicit
-  BatchNorm arithmetic on the state dict (stride on the 3x3 conv, eps 1e-5, mean pooling, per-block matmuls in the
-  official order), for seeded weights: ours in float64 within ``assert_close64``, ours in float32 within
-  ``fp32_bound``; deliberate breaks (stride on the first 1x1 conv as ResNet v1, input normalised to [-1, 1], tx/ty
-  and tz swapped) miss the bound by far more than 10x.
+- Forward: against the official ReconNetWrapper's float64 outputs in ``test_official_parity.py`` (the fixture is
+  made by the original code).
 - Loading: both official file layouts (Deep3DFaceRecon's ``{'net_recon', 'opt_00', 'sched_00'}`` and a
   ``module.``-prefixed ``net_recon``) load strictly and byte-exactly; a renamed and a misshapen key are named in
   the CheckpointError with the file; a missing ``net_recon`` is named.
@@ -20,22 +17,22 @@
 """
 from __future__ import annotations
 
-import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from numerics import (EPS32, assert_close64, fp32_bound, max_abs_diff, scale_of, seeded_fill_, seeded_uniform,
-                      state_digest)
+from fixture_tools import load_module
+from numerics import state_digest
 from talkingface.checkpoint import read_checkpoint
 from talkingface.errors import CheckpointError
 from talkingface.face3d import (COEFF_DIM, ReconNet, align_img, crop_box, extract_5p, image_to_tensor,
                                 landmarks_from_crop, landmarks_to_crop, landmarks_y_up, pos_fit, split_coeffs)
 
+face3d_seeded = load_module(Path(__file__).resolve().parent / "fixtures" / "seeded.py", "face3d_seeded")
 PARAMETERS = 24_034_625  # videoretalking.md §2.4, counted on the official class
 STATE_KEYS = 332
 WIDTHS = (80, 64, 80, 3, 27, 2, 1)  # id, exp, tex, angle, gamma, tx/ty, tz
@@ -87,84 +84,10 @@ def test_state_dict_layout_equals_the_official_one():
     assert COEFF_DIM == sum(WIDTHS) == 257
 
 
-# ---- seeded weights and the float64 reference -------------------------------------------------------------------
+# ---- seeded weights (the forward against the official network: test_official_parity.py) ------------------------
 @pytest.fixture(scope="module")
 def seeded() -> ReconNet:
-    """Seeded float32 weights (final layers included); BatchNorm running statistics calibrated in float64 on seeded
-    images (cumulative average of one batch) before rounding, so activations stay O(1) through the 16 blocks."""
-    g = torch.Generator().manual_seed(20)
-    net = ReconNet()
-    seeded_fill_(net, g)
-    net.double().train()
-    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    with torch.no_grad():
-        net(seeded_uniform((2, 3, 112, 112), g).double())
-    for m in norms:
-        m.momentum = 0.1
-    return net.float().eval()
-
-
-def reference_forward(state: dict, image: torch.Tensor, v1_stride: bool = False) -> torch.Tensor:
-    """ReconNetWrapper('resnet50', use_last_fc=False) in float64 from the state dict alone."""
-    sd = {k: v.double() for k, v in state.items() if v.is_floating_point()}
-
-    def conv(x, name, stride=1, padding=0):
-        return F.conv2d(x, sd[f"{name}.weight"], stride=stride, padding=padding)
-
-    def bn(x, name):
-        shape = (1, -1, 1, 1)
-        mean, var = sd[f"{name}.running_mean"].view(shape), sd[f"{name}.running_var"].view(shape)
-        return (x - mean) / torch.sqrt(var + BN_EPS) * sd[f"{name}.weight"].view(shape) + sd[f"{name}.bias"].view(shape)
-
-    x = torch.relu(bn(conv(image.double(), "backbone.conv1", 2, 3), "backbone.bn1"))
-    x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-    for stage, (_, blocks, stride) in enumerate(STAGES, start=1):
-        for i in range(blocks):
-            p, s = f"backbone.layer{stage}.{i}", (stride if i == 0 else 1)
-            y = torch.relu(bn(conv(x, f"{p}.conv1", s if v1_stride else 1), f"{p}.bn1"))
-            y = torch.relu(bn(conv(y, f"{p}.conv2", 1 if v1_stride else s, 1), f"{p}.bn2"))
-            y = bn(conv(y, f"{p}.conv3"), f"{p}.bn3")
-            identity = bn(conv(x, f"{p}.downsample.0", s), f"{p}.downsample.1") if i == 0 else x
-            x = torch.relu(y + identity)
-    features = x.mean(dim=(2, 3))  # (B, 2048)
-    blocks = [features @ sd[f"final_layers.{j}.weight"].reshape(w, -1).T + sd[f"final_layers.{j}.bias"]
-              for j, w in enumerate(WIDTHS)]
-    return torch.cat(blocks, dim=1)
-
-
-@pytest.mark.numerics
-def test_forward_equals_the_official_network_in_float64_and_float32(seeded):
-    """depth 50 (conv1, 16 x 3 convs, a final layer; the downsample runs in parallel), terms 4608 (the largest
-    fan-in: layer4's 3x3 conv, 512 x 9): bound 3.2e-3 x scale (27,153 eps32 x scale). Measured on this AVX-512 EPYC:
-    156 (native), 183 (AVX2), 152 (SSE4.1), 155 (no oneDNN) eps32 x scale; the breaks miss the bound by 55x (v1
-    strides), 5.5e4x ([-1, 1] input) and 152x (tz before tx/ty)."""
-    image = seeded_uniform((1, 3, 224, 224), torch.Generator().manual_seed(1))
-    state = seeded.state_dict()
-    expected = reference_forward(state, image)
-    with torch.no_grad():
-        ours64 = copy.deepcopy(seeded).double()(image.double())
-        ours32 = seeded(image)
-    assert ours32.shape == (1, COEFF_DIM) and ours32.dtype == torch.float32
-    assert_close64(ours64.numpy(), expected.numpy(), "ReconNet float64 vs reference")
-    scale = scale_of(expected.numpy())
-    bound = fp32_bound(scale, terms=512 * 9, depth=50)
-    error = max_abs_diff(ours32.numpy(), expected.numpy())
-    assert error <= bound, f"float32 {error:.3g} > bound {bound:.3g} (scale {scale:.3g})"
-    # deliberate breaks: ResNet v1 strides, an input normalised to [-1, 1], tx/ty and tz swapped
-    with torch.no_grad():
-        normalised = seeded(2 * image - 1)
-    v1 = reference_forward(state, image, v1_stride=True)
-    swapped = torch.cat([expected[:, :254], expected[:, 256:], expected[:, 254:256]], dim=1)
-    for what, broken in (("v1 stride", v1), ("[-1, 1] input", normalised), ("tz before tx/ty", swapped)):
-        miss = max_abs_diff(broken.numpy(), expected.numpy())
-        assert miss > 10 * bound, f"{what}: {miss:.3g} is not 10x the bound {bound:.3g}"
-    print(f"float32 {error / (EPS32 * scale):.1f} eps32 x scale (bound {bound / (EPS32 * scale):.0f}); breaks "
-          f"v1 {max_abs_diff(v1.numpy(), expected.numpy()) / bound:.0f}x, "
-          f"[-1,1] {max_abs_diff(normalised.numpy(), expected.numpy()) / bound:.0f}x, "
-          f"tz/txy {max_abs_diff(swapped.numpy(), expected.numpy()) / bound:.0f}x")
+    return face3d_seeded.seeded_recon()
 
 
 def test_split_coeffs_and_image_to_tensor():
