@@ -248,18 +248,47 @@ def test_int16_conversion_is_exact_and_clips():
     assert int16_samples(np.array([1.5, -1.5, 0.99999])).tolist() == [32767.0, -32768.0, 32767.0]
 
 
+def _chunked_off_by_one(layer, rows, chunk_frames):
+    """``network._chunked`` with an off-by-one slice start: the same slices, but every one after the first
+    begins one row early (``rows[start - 1:end - 1]``): the row before each boundary runs twice, the last row
+    never, and the rows of the later slices come out one place late."""
+    if not chunk_frames or chunk_frames >= len(rows):
+        return layer(rows)
+    sizes = [len(part) for part in torch.tensor_split(rows, math.ceil(len(rows) / chunk_frames))]
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    return torch.cat([layer(rows[start - (start > 0):end - (start > 0)]) for start, end in zip(starts, ends)])
+
+
+def _chunked_out_of_order(layer, rows, chunk_frames):
+    """``network._chunked`` concatenating its slices in the wrong order (last slice first)."""
+    if not chunk_frames or chunk_frames >= len(rows):
+        return layer(rows)
+    return torch.cat([layer(part) for part in torch.tensor_split(rows, math.ceil(len(rows) / chunk_frames))][::-1])
+
+
 @pytest.mark.numerics
-def test_chunked_dense_layers_equal_one_shot(network, expected):
+def test_chunked_dense_layers_equal_one_shot(network, expected, monkeypatch):
     """Slicing the rows changes which BLAS kernel multiplies them (MKL picks kernels by row count), so
-    the logits agree within the float32 bound of the six layers (fan-in 494), not bit for bit; rows
-    put in the wrong place by the slicing would miss by far more."""
+    the logits agree within the float32 bound of the six layers (fan-in 494), not bit for bit. The
+    production slicing made wrong (off by one row at each slice boundary, slices out of order) misses the
+    bound by orders of magnitude."""
+    import talkingface.audio.deepspeech.network as module
+
     windows = torch.from_numpy(mfcc_windows(int16_samples(expected["wav_2"])))
     with torch.inference_mode():
         whole = network(windows)
         bound = fp32_bound(scale_of(whole), 494, depth=6)
         for chunk in (1, 16, 40, 64, len(windows), 10_000):  # 115 rows in 115, 8, 3, 2, 1, 1 slices
+            # measured 7.2e-7 (chunk 1) and 0 (the others) against a bound of 2.3e-4
             assert_fp32_close(network(windows, chunk_frames=chunk), whole, bound, f"chunk {chunk}")
-        assert max_abs_diff(whole.roll(1, 0), whole) > 100 * bound
+        for mutant in (_chunked_off_by_one, _chunked_out_of_order):
+            monkeypatch.setattr(module, "_chunked", mutant)
+            for chunk in (16, 40, 64):  # measured 1.9e3 to 5.4e3 times the bound (4.4e-1 to 1.3 of scale 1.8)
+                broken = network(windows, chunk_frames=chunk)
+                assert broken.shape == whole.shape
+                assert max_abs_diff(broken, whole) > 100 * bound, (mutant.__name__, chunk)
+            monkeypatch.undo()
     torch.manual_seed(0)
     wider = DeepSpeechNet(DeepSpeechSizes(n_hidden_1=96, n_hidden_2=96, n_hidden_3=64, n_cell=32, n_hidden_5=96))
     rows = torch.randn(500, 494)

@@ -1,12 +1,14 @@
 """Every command in the README's and docs' code blocks works in the default install (issue 22).
 
 The commands are read from the Markdown files, so a doc and the code cannot drift apart. Each one is
-parsed exactly as the CLI parses it (subcommand, arguments, ``--key=value`` overrides, and the config keys
-when its model and dataset are real names); those that run on tiny fixtures run for real in a child
-process where the optional extras cannot be imported (``core_env``), as after ``bash scripts/demo.sh``.
+parsed exactly as the CLI parses it (subcommand, arguments, ``--key=value`` overrides and the config keys); its
+model and dataset must be registered names unless the doc writes a metavariable of ``PLACEHOLDERS``. Those that
+run on tiny fixtures run for real in a child process where the optional extras cannot be imported
+(``core_env``), as after ``bash scripts/demo.sh``.
 """
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 import shutil
@@ -21,6 +23,7 @@ from conftest import REPO, subprocess_env
 from talkingface.audio.deepspeech import DeepSpeechNet
 from talkingface.cli import _infer_model, main_parser, run_parser
 from talkingface.config import load_config, parse_cli_overrides
+from talkingface.errors import ConfigError, RegistryError
 from talkingface.optional import MissingDependencyError, require
 from talkingface.registry import DATASETS, MODELS
 
@@ -31,17 +34,20 @@ NOT_CORE = ("scenedetect", "face_alignment", "cv2", "python_speech_features", "p
 DEEPSPEECH_GRAPH = REPO / "tests" / "fixtures" / "deepspeech" / "tiny_graph.pb"
 
 
-def documented_commands() -> list[tuple[str, str]]:
-    """``(file, command)`` for each ``talkingface …`` / ``python run_talkingface.py …`` / ``torchrun …`` line
-    of a fenced code block."""
+def commands_in(markdown: str) -> list[str]:
+    """Each ``talkingface …`` / ``python run_talkingface.py …`` / ``torchrun …`` line of a fenced code block."""
     found = []
-    for path in DOCS:
-        for block in re.findall(r"```[a-z]*\n(.*?)```", path.read_text(), re.S):
-            for line in block.replace("\\\n", " ").splitlines():  # continuation lines joined
-                line = line.strip().removeprefix("$ ")
-                if line.startswith(("talkingface ", "python run_talkingface.py", "torchrun ")):
-                    found.append((path.name, line))
+    for block in re.findall(r"```[a-z]*\n(.*?)```", markdown, re.S):
+        for line in block.replace("\\\n", " ").splitlines():  # continuation lines joined
+            line = line.strip().removeprefix("$ ")
+            if line.startswith(("talkingface ", "python run_talkingface.py", "torchrun ")):
+                found.append(line)
     return found
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """``(file, command)`` for each command of the README's and docs' code blocks."""
+    return [(path.name, command) for path in DOCS for command in commands_in(path.read_text())]
 
 
 COMMANDS = documented_commands()
@@ -59,20 +65,71 @@ def test_the_docs_hold_commands():
     assert len(COMMANDS) >= 15 and {"README.md", "dinet_demo.md"} <= {name for name, _ in COMMANDS}
 
 
-@pytest.mark.parametrize("source,command", COMMANDS, ids=[f"{n}:{c[:60]}" for n, c in COMMANDS])
-def test_each_documented_command_parses(source, command):
+# The metavariables the docs write where a command takes any model or dataset (README: ``--model M --dataset D``,
+# ``--model=<model>``). Any other value must be a registered name: a misspelled model in the docs fails.
+PLACEHOLDERS = {"model": {"M", "<model>"}, "dataset": {"D", "<dataset>"}}
+
+
+def named(argv: list[str], kind: str) -> str | None:
+    """The ``--model`` / ``--dataset`` of a command line (also before ``--help``), None where it names a
+    metavariable of ``PLACEHOLDERS``; an unknown name raises RegistryError (did-you-mean and the registered
+    names)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument(f"--{kind}", f"-{kind[0]}")
+    value = getattr(pre.parse_known_args(argv)[0], kind)
+    if value is None or value in PLACEHOLDERS[kind]:
+        return None
+    return {"model": MODELS, "dataset": DATASETS}[kind].canonical(value)
+
+
+def check_command(command: str) -> None:
+    """Parse ``command`` as the CLI does; its model and dataset must be registered (or metavariables) and its
+    ``--key=value`` overrides must be config keys whose values type-check."""
     program, argv = arguments(command)
+    model, dataset = named(argv, "model"), named(argv, "dataset")
     parser = main_parser(_infer_model(argv)) if program == "talkingface" else run_parser()
     if "--help" in argv:
         with pytest.raises(SystemExit) as done:
             parser.parse_known_args(argv)
         assert done.value.code == 0
         return
-    args, extra = parser.parse_known_args(argv)
-    overrides = parse_cli_overrides(extra)
-    model, dataset = getattr(args, "model", None), getattr(args, "dataset", None)
-    if (model is None or model in MODELS) and (dataset is None or dataset in DATASETS) and (model or dataset):
-        load_config(model, dataset, cli_overrides=overrides)  # the keys exist and the values type-check
+    _, extra = parser.parse_known_args(argv)
+    load_config(model, dataset, cli_overrides=parse_cli_overrides(extra))  # the keys exist and the values type-check
+
+
+@pytest.mark.parametrize("source,command", COMMANDS, ids=[f"{n}:{c[:60]}" for n, c in COMMANDS])
+def test_each_documented_command_parses(source, command):
+    check_command(command)
+
+
+MISSPELLED = """
+```bash
+python run_talkingface.py --model=dinte --dataset=demo
+talkingface train --model lawdnet --dataset dmeo
+talkingface infer --model lawdnett --help
+talkingface serve -m dinet_ --checkpoint X.pth --video template.mp4
+talkingface preprocess --dataset hdtff
+python run_talkingface.py --model=M --dataset=D --train.max_stepz=500
+talkingface infer --model <modle> --checkpoint X.pth --video in.mp4 --audio speech.wav --out out.mp4
+```
+"""
+
+
+def test_a_misspelled_command_in_a_doc_fails_the_check():
+    """The same extraction and check as the docs get: each misspelling fails, naming what is wrong; the line it
+    was made from passes."""
+    commands = commands_in(MISSPELLED)
+    assert len(commands) == 7
+    wrong = ["'dinte'", "'dmeo'", "'lawdnett'", "'dinet_'", "'hdtff'", "max_stepz", "'<modle>'"]
+    for command, name in zip(commands, wrong):
+        with pytest.raises((RegistryError, ConfigError), match=re.escape(name)):
+            check_command(command)
+        fixed = (command.replace("dinte", "dinet").replace("dmeo", "demo").replace("lawdnett", "lawdnet")
+                 .replace("dinet_", "dinet").replace("hdtff", "hdtf").replace("stepz", "steps")
+                 .replace("<modle>", "<model>"))
+        check_command(fixed)
+    with pytest.raises(RegistryError, match=r"did you mean 'dinet'"):
+        check_command(commands[0])
 
 
 # ---- run for real, with the core dependencies only -----------------------------------------------------

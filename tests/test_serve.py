@@ -18,7 +18,7 @@ import requests
 import talkingface
 from conftest import subprocess_env
 from helpers import cli_tokens
-from talkingface.media import probe_video, write_wav
+from talkingface.media import probe_video, read_audio, write_wav
 from test_preprocess import face_video
 
 SETTINGS = {"dinet": {"mouth_region_size": 32, "audio_feature": "mfcc", "infer_batch": 4},
@@ -68,10 +68,15 @@ def server(tmp_path_factory, request):
         process.kill()
 
 
-def speech(path: Path, seconds: float, rate: int = 48000, channels: int = 2) -> Path:
-    """A modulated tone as 16-bit PCM WAV at ``rate`` with ``channels`` channels."""
+def waveform(t: np.ndarray, pitch: float = 220.0) -> np.ndarray:
+    """A tone of ``pitch`` Hz modulated at 3 Hz, at the times ``t`` (seconds)."""
+    return 0.3 * np.sin(2 * np.pi * pitch * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+
+
+def speech(path: Path, seconds: float, rate: int = 48000, channels: int = 2, pitch: float = 220.0) -> Path:
+    """``waveform`` as 16-bit PCM WAV at ``rate`` with ``channels`` channels."""
     t = np.arange(int(seconds * rate)) / rate
-    signal = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    signal = waveform(t, pitch)
     if channels == 1:
         return write_wav(path, signal.astype(np.float32), rate)
     with wave.open(str(path), "wb") as out:
@@ -80,6 +85,24 @@ def speech(path: Path, seconds: float, rate: int = 48000, channels: int = 2) -> 
         out.setframerate(rate)
         out.writeframes(np.repeat((signal * 32767).astype("<i2")[:, None], channels, axis=1).tobytes())
     return path
+
+
+# The returned audio against the uploaded waveform (at the server's 16 kHz): 1 - the normalised correlation at
+# lag 0, and the least-squares gain. AAC at 16 kHz mono is what separates them: measured 2.0e-4 (220 Hz) and
+# 1.2e-3 (330 Hz) through the server (a relative RMS error e gives about e^2 / 2). The bound allows 8x the worst.
+# Audio that is not the upload misses it by far more (measured): one video frame (40 ms) late 0.72, another
+# voice (the other concurrent request's) 1.0, i.e. 72x to 100x the bound; the test asks for more than 20x.
+AUDIO_BOUND = 1e-2
+
+
+def audio_mismatch(video: Path, expected: np.ndarray) -> tuple[float, float]:
+    """``(1 - normalised correlation, gain)`` of ``video``'s audio track against ``expected`` (16 kHz), over
+    ``expected``'s length; the track must hold it (AAC pads at most one 1024-sample frame)."""
+    track = read_audio(video, 16000).astype(np.float64)
+    assert len(expected) <= len(track) <= len(expected) + 1024, (len(track), len(expected))
+    track = track[:len(expected)]
+    correlation = np.dot(track, expected) / np.sqrt(np.dot(track, track) * np.dot(expected, expected))
+    return 1.0 - float(correlation), float(np.dot(track, expected) / np.dot(expected, expected))
 
 
 def post(url: str, path: Path, name: str | None = None) -> requests.Response:
@@ -98,6 +121,14 @@ def test_health_dub_bad_upload_and_queueing(server, tmp_path):
     (tmp_path / "out.mp4").write_bytes(answer.content)
     info = probe_video(tmp_path / "out.mp4")
     assert info.has_audio and abs(info.frame_count - 25) <= 1  # 1 s of audio at the template's 25 fps
+    uploaded = waveform(np.arange(16000) / 16000)  # the upload at the server's rate
+    mismatch, gain = audio_mismatch(tmp_path / "out.mp4", uploaded)
+    assert mismatch <= AUDIO_BOUND, mismatch  # measured 2.0e-4
+    # measured 1.41: read_audio downmixes stereo with ffmpeg's -3 dB matrix, 0.707 (L + R), so two equal
+    # channels come back sqrt(2) louder than either (see the mono uploads below, which keep their level)
+    assert 0.9 < gain < 1.5, gain
+    for wrong in (np.roll(uploaded, 640), waveform(np.arange(16000) / 16000, 330.0)):  # a frame late, another voice
+        assert audio_mismatch(tmp_path / "out.mp4", wrong)[0] > 20 * AUDIO_BOUND
 
     (tmp_path / "notes.wav").write_text("not audio at all")
     bad = post(url, tmp_path / "notes.wav")
@@ -105,14 +136,23 @@ def test_health_dub_bad_upload_and_queueing(server, tmp_path):
     empty = requests.post(f"{url}/dub", files={"audio": ("empty.wav", b"")}, timeout=30)
     assert empty.status_code == 400 and "empty" in empty.json()["detail"]
 
-    answers: list[requests.Response] = []
-    clips = [speech(tmp_path / f"c{i}.wav", 0.8, 16000, 1) for i in range(2)]
-    threads = [threading.Thread(target=lambda c=c: answers.append(post(url, c))) for c in clips]
+    pitches = (220.0, 330.0)  # two different voices: each answer must carry its own request's audio
+    clips = [speech(tmp_path / f"c{i}.wav", 0.8, 16000, 1, pitch) for i, pitch in enumerate(pitches)]
+    replies: dict[int, requests.Response] = {}
+    threads = [threading.Thread(target=lambda i=i, c=c: replies.__setitem__(i, post(url, c)))
+               for i, c in enumerate(clips)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=180)
-    assert [a.status_code for a in answers] == [200, 200]
+    answers = [replies.get(i) for i in range(len(clips))]
+    assert [getattr(a, "status_code", None) for a in answers] == [200, 200]
+    voices = [waveform(np.arange(12800) / 16000, pitch) for pitch in pitches]  # 0.8 s at 16 kHz
+    for i, answer in enumerate(answers):
+        (tmp_path / f"c{i}.mp4").write_bytes(answer.content)
+        mismatch, gain = audio_mismatch(tmp_path / f"c{i}.mp4", voices[i])
+        assert mismatch <= AUDIO_BOUND and abs(gain - 1) < 0.05, (i, mismatch, gain)  # mono keeps its level
+        assert audio_mismatch(tmp_path / f"c{i}.mp4", voices[1 - i])[0] > 20 * AUDIO_BOUND  # the other request's
     spans = sorted((float(a.headers["X-Dub-Started"]), float(a.headers["X-Dub-Finished"])) for a in answers)
     assert spans[0][1] <= spans[1][0], spans  # one after the other on the model
     assert requests.get(f"{url}/health", timeout=10).json()["served"] == 3

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -276,7 +277,7 @@ def spread_weights_(module: torch.nn.Module, seed: int = 0) -> None:
 
 @pytest.mark.numerics
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_dubbing_memory_format_is_an_option_and_is_undone(tmp_path, channels_last):
+def test_dubbing_memory_format_is_an_option_and_is_undone(tmp_path, channels_last, monkeypatch):
     src = face_video(tmp_path / "src.mp4", seconds=0.4)
     model = dubber(channels_last=channels_last).train()
     generator = model.networks.generator
@@ -303,7 +304,29 @@ def test_dubbing_memory_format_is_an_option_and_is_undone(tmp_path, channels_las
         # the layout changes only the convolutions' summation order (outputs in [0, 1], scale 1)
         bound = fp32_bound(1.0, max(m.weight[0].numel() for m in layers), depth=len(layers))
         assert_fp32_close(ours, theirs, bound, "channels-last faces")  # measured 2.4e-5 against 6.1e-3
-        assert max_abs_diff(ours[::-1], theirs) > 100 * bound  # faces out of order miss by far more (1.0)
+        # Break check on the code: the same channels-last dub with the loop's audio indexing off by one (each
+        # frame gets the next frame's audio windows) misses the bound by far more: measured 1.0 (165x the bound)
+        # on its first batch (the dub is stopped there to keep the test short).
+        import talkingface.dubbing.loop as loop
+
+        planned = loop.plan_inference
+        monkeypatch.setattr(loop, "plan_inference", lambda *args: (lambda plan: dataclasses.replace(
+            plan, audio_windows=np.minimum(plan.audio_windows + 1, plan.audio_windows.max())))(planned(*args)))
+        broken = []
+
+        class FirstBatch(Exception):
+            pass
+
+        def first_batch(module, inputs, output):
+            broken.append(output.detach().clone())
+            raise FirstBatch
+
+        keep = generator.register_forward_hook(first_batch)
+        with pytest.raises(FirstBatch):
+            model.generate(src, src, tmp_path / "broken.mp4")
+        keep.remove()
+        broken = broken[0].numpy()
+        assert len(broken) == 4 and max_abs_diff(broken, theirs[:4]) > 100 * bound
         original = read_frames(src)
         assert np.abs(out[:len(original)].astype(float) - original.astype(float)).mean() > 0.5  # it dubbed
 
