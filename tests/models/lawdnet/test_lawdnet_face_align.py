@@ -2,6 +2,7 @@
 (fixture made by tests/models/lawdnet/fixtures/make_align_fixture.py)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,16 @@ seeded = load_module(FIXTURES / "seeded.py", "lawdnet_seeded_align")
 def official() -> dict[str, np.ndarray]:
     with np.load(FIXTURES / "official_align.npz", allow_pickle=False) as data:
         return dict(data)
+
+
+def test_the_fixture_records_the_official_commit_and_torchvision(official):
+    """Made by the release's own code at the commit make_fixture.py recorded for the generator's fixture, with
+    torchvision's ``Resize`` (``SmoothSqMask`` resizes with it), not a stand-in."""
+    commit = str(official["official_commit"])
+    assert re.fullmatch(r"[0-9a-f]{40}", commit), commit
+    with np.load(FIXTURES / "official_outputs.npz", allow_pickle=False) as outputs:
+        assert commit == str(outputs["official_commit"])
+    assert str(official["torchvision_version"]) and str(official["torch_version"])
 
 
 def test_sizes_and_template():
