@@ -13,14 +13,17 @@ from pathlib import Path
 from .errors import CheckpointError
 
 CHECKPOINT_DIR = Path("checkpoints")
+TORCHVISION_LICENCE = "BSD-3-Clause (torchvision); its README: pre-trained weights may carry their dataset's terms"
 
 
 @dataclass(frozen=True)
 class KnownWeights:
     """A released weight file: its name, where it comes from, and what is known of its SHA-256.
 
-    ``fills``: for a model's release, the submodules it loads (``networks.generator``, ...). Every
-    declaration is listed by ``talkingface list --weights`` and in ``checkpoints/README.md``.
+    ``fills``: for a model's release, the submodules it loads (``networks.generator``, ...). ``licence``: the
+    licence its source states for it (an SPDX id, any weights-specific restriction, where it is stated), or
+    ``not stated``; every declaration must say one (users ask whether they may use a release commercially).
+    Every declaration is listed by ``talkingface list --weights`` and in ``checkpoints/README.md``.
     """
 
     filename: str
@@ -29,6 +32,7 @@ class KnownWeights:
     sha256_prefix: str = ""
     sha256_suffix: str = ""
     fills: tuple[str, ...] = ()
+    licence: str = ""
 
     @property
     def published_hash(self) -> str:
@@ -78,11 +82,12 @@ def weights_catalogue(package: str = "talkingface") -> list[KnownWeights]:
 
 def weights_table(weights: list[KnownWeights]) -> str:
     """A Markdown table of ``weights`` (the generated part of ``checkpoints/README.md``)."""
-    rows = ["| file | used by | fills | where it comes from | SHA-256 (as published) |",
-            "|---|---|---|---|---|"]
+    rows = ["| file | used by | fills | where it comes from | licence (as its source states it) | SHA-256 (as published) |",
+            "|---|---|---|---|---|---|"]
     for w in weights:
         fills = ", ".join(f"`{f}`" for f in w.fills) or "—"
-        rows.append(f"| `{w.filename}` | {w.used_by} | {fills} | {w.source} | `{w.published_hash}` |")
+        rows.append(f"| `{w.filename}` | {w.used_by} | {fills} | {w.source} | {w.licence or 'MISSING'} | "
+                    f"`{w.published_hash}` |")
     return "\n".join(rows)
 
 
@@ -97,8 +102,11 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
 
 SYNCNET_V2 = KnownWeights(
     "syncnet_v2.model", "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
-    "LSE-C / LSE-D (metric lse)", sha256_prefix="961e8696", sha256_suffix="5442")
+    "LSE-C / LSE-D (metric lse)", sha256_prefix="961e8696", sha256_suffix="5442",
+    licence="MIT (joonson/syncnet_python LICENSE.md; its README said CC-BY-NC-4.0 / CC-BY-4.0 for research use for "
+            "the model from 2018 to 2020)")
 FID_INCEPTION = KnownWeights(
     "pt_inception-2015-12-05-6726825d.pth",
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    "FID (metric fid)", sha256_prefix="6726825d")
+    "FID (metric fid)", sha256_prefix="6726825d",
+    licence="Apache-2.0 (mseitzer/pytorch-fid; converted from TensorFlow's inception-2015-12-05)")

@@ -32,3 +32,15 @@ def test_checkpoints_readme_lists_every_declared_weight_file():
     names = [w.filename for w in weights_catalogue()]
     assert {"clip_training_DINet_256mouth.pth", "syncnet_256mouth.pth", "sfd_face.pth"} <= set(names)
     assert len(names) == len(set(names))
+
+
+def test_every_declared_weight_file_states_its_licence():
+    """Each declaration names the licence its source states, or says ``not stated`` (never left empty)."""
+    from talkingface.registry import discover_plugins
+    from talkingface.weights import weights_catalogue
+
+    discover_plugins()
+    unstated = [w.filename for w in weights_catalogue() if not w.licence.strip()]
+    assert not unstated, f"declare a licence (or 'not stated') for {unstated}"
+    assert "| licence (as its source states it) |" in __import__("talkingface.weights").weights.weights_table(
+        weights_catalogue())

@@ -36,12 +36,16 @@ DEEP3DFACERECON_EPOCH_20 = KnownWeights(
     "Deep3DFaceRecon_pytorch README: Google Drive folder drive.google.com/drive/folders/"
     "1liaIxn9smpudjjqMaWWRpP0mXRW_qRPP (`checkpoints/<model_name>/epoch_20.pth`)",
     "Deep3DFaceRecon coefficient regressor (`talkingface.face3d.ReconNet`, `['net_recon']`)",
-    fills=("backbone", "final_layers"))
+    fills=("backbone", "final_layers"),
+    licence="MIT (sicxu/Deep3DFaceRecon_pytorch LICENSE; nothing separate for the weights; trained with BFM09, whose "
+            "own terms are non-commercial)")
 VIDEORETALKING_FACE3D = KnownWeights(
     "face3d_pretrain_epoch_20.pth",
     "GitHub release `v0.0.1` of vinthony/video-retalking (also its README's Google Drive folder)",
     "VideoReTalking's Deep3DFaceRecon regressor (`talkingface.face3d.ReconNet`, `['net_recon']`)",
-    fills=("backbone", "final_layers"))
+    fills=("backbone", "final_layers"),
+    licence="Apache-2.0 (OpenTalker/video-retalking LICENSE; its README said personal/research/non-commercial use "
+            "only from 2023-03 to 2023-09)")
 RELEASES = (DEEP3DFACERECON_EPOCH_20, VIDEORETALKING_FACE3D)
 
 

@@ -26,7 +26,8 @@ DEEPSPEECH_V010 = KnownWeights(
     "output_graph.pb of Mozilla DeepSpeech v0.1.0 (DINet's asserts/output_graph.pb, or models/output_graph.pb in "
     "https://github.com/mozilla/DeepSpeech/releases/download/v0.1.0/deepspeech-0.1.0-models.tar.gz), converted "
     "with `talkingface convert-deepspeech output_graph.pb checkpoints/deepspeech-0.1.0.safetensors`",
-    "audio feature deepspeech (DINet)")
+    "audio feature deepspeech (DINet)",
+    licence="MPL-2.0 (mozilla/DeepSpeech LICENSE; the v0.1.0 release states nothing separate for the model)")
 
 
 def missing_weights_message(path: Path) -> str:

@@ -31,7 +31,8 @@ ROWS_PER_SECOND = 25  # 100 spectrogram columns/s, time stride 2 in the first co
 LIBRISPEECH_V3 = KnownWeights(
     "LibriSpeech_Pretrained_v3.ckpt",
     "deepspeech.pytorch V3.0 release (github.com/SeanNaren/deepspeech.pytorch/releases, librispeech_pretrained_v3"
-    ".ckpt; LawDNet's README names it LibriSpeech_Pretrained_v3.ckpt)", "audio feature deepspeech2 (LawDNet)")
+    ".ckpt; LawDNet's README names it LibriSpeech_Pretrained_v3.ckpt)", "audio feature deepspeech2 (LawDNet)",
+    licence="MIT (SeanNaren/deepspeech.pytorch LICENCE; nothing separate for the weights)")
 
 
 def read_deepspeech2(path: str | Path) -> DeepSpeech2Net:

@@ -13,20 +13,22 @@ import torch
 
 from ...errors import CheckpointError
 from ...checkpoint import load_state_dict_strict, read_checkpoint
-from ...weights import KnownWeights
+from ...weights import TORCHVISION_LICENCE, KnownWeights
 from .network import LinearHeads, LPIPSNetwork, TappedFeatures
+
 
 VERSION = "0.1"
 CLASSIFIER_PREFIX = "classifier."
 
 BACKBONE_WEIGHTS: dict[str, KnownWeights] = {
     "alex": KnownWeights("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-                         "LPIPS net=alex (metric lpips)", sha256_prefix="7be5be79"),
+                         "LPIPS net=alex (metric lpips)", sha256_prefix="7be5be79", licence=TORCHVISION_LICENCE),
     "vgg": KnownWeights("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
-                        "LPIPS net=vgg (metric lpips)", sha256_prefix="397923af"),
+                        "LPIPS net=vgg (metric lpips)", sha256_prefix="397923af", licence=TORCHVISION_LICENCE),
     "squeeze": KnownWeights("squeezenet1_1-b8a52dc0.pth",
                             "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
-                            "LPIPS net=squeeze (metric lpips)", sha256_prefix="b8a52dc0"),
+                            "LPIPS net=squeeze (metric lpips)", sha256_prefix="b8a52dc0",
+                            licence=TORCHVISION_LICENCE),
 }
 
 # Full SHA-256 of lpips/weights/v0.1/<net>.pth in lpips-0.1.4-py3-none-any.whl (BSD-2-Clause).
@@ -38,7 +40,8 @@ HEAD_SHA256 = {
 HEAD_WEIGHTS: dict[str, KnownWeights] = {
     net: KnownWeights(f"lpips_v{VERSION}_{net}.pth",
                       f"lpips 0.1.4 wheel (https://pypi.org/project/lpips/0.1.4/): lpips/weights/v{VERSION}/{net}.pth",
-                      f"LPIPS net={net} (metric lpips)", sha256_prefix=digest)
+                      f"LPIPS net={net} (metric lpips)", sha256_prefix=digest,
+                      licence="BSD-2-Clause (richzhang/PerceptualSimilarity LICENSE)")
     for net, digest in HEAD_SHA256.items()
 }
 

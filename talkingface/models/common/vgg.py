@@ -16,11 +16,12 @@ from torch import nn
 
 from ...checkpoint import load_state_dict_strict, read_checkpoint
 from ...errors import CheckpointError
-from ...weights import KnownWeights
+from ...weights import TORCHVISION_LICENCE, KnownWeights
 
 VGG19_WEIGHTS = KnownWeights(
     "vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    "perceptual loss of DINet and LawDNet (torchvision VGG19, ImageNet)", sha256_prefix="dcbb9e9d")
+    "perceptual loss of DINet and LawDNet (torchvision VGG19, ImageNet)", sha256_prefix="dcbb9e9d",
+    licence=TORCHVISION_LICENCE)
 
 # torchvision's cfg "E": channel counts, "M" = 2×2 max pooling.
 VGG19_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",

@@ -9,6 +9,7 @@ SOURCE = ("`pretrain_model/checkpoint_epoch_170.pth` behind the Baidu Netdisk li
 
 CLIP_288 = KnownWeights(
     "checkpoint_epoch_170.pth", SOURCE, "model `lawdnet` (clip stage, mouth 288)",
-    fills=("networks.generator", "networks.frame_discriminator", "networks.clip_discriminator"))
+    fills=("networks.generator", "networks.frame_discriminator", "networks.clip_discriminator"),
+    licence="not stated (iPaw-AI-LAB/LawDNet_2024 has no licence file and its README states none)")
 
 RELEASES = (CLIP_288, SYNCNET_256)  # the clip stage scores lip sync with DINet's released SyncNet
