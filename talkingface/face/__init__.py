@@ -4,11 +4,15 @@ from .crops import align_to_template, crop_and_resize, resize_image, similarity_
 from .dlib_backend import DlibBackend, dlib_model_path
 from .face_alignment_backend import FaceAlignmentBackend
 from .openface import OpenFaceBackend, read_openface_csv
+from .parsenet import PARSENET_LATEST, ParseNet, load_parsenet
+from .retinaface import RETINAFACE_R50, RetinaFaceDetector
 from .tracking import FaceTrack, FaceTracker, fill_gaps, savgol_smooth, smooth_track, track_frames
 
 __all__ = [
     "Box", "DlibBackend", "FaceAlignmentBackend", "FaceBackend", "FaceTrack", "FaceTracker", "OpenFaceBackend",
-    "align_to_template", "build_face_backend", "crop_and_resize", "dlib_model_path", "fill_gaps", "read_openface_csv",
+    "PARSENET_LATEST", "ParseNet", "RETINAFACE_R50", "RetinaFaceDetector",
+    "align_to_template", "build_face_backend", "crop_and_resize", "dlib_model_path", "fill_gaps", "load_parsenet",
+    "read_openface_csv",
     "resize_image", "savgol_smooth", "similarity_transform", "smooth_track", "square_box", "track_frames",
     "warp_affine",
 ]
