@@ -1,0 +1,3 @@
+"""Face restoration networks the dubbing models run after synthesis (VideoReTalking's enhancement chain): GPEN-BFR-512
+and GFPGANv1.3 with the releases' layouts and numerics, in plain PyTorch (no basicsr, facexlib or compiled ops:
+docs/videoretalking.md, "Enhancement networks"). Imports only torch, numpy and the lower layers."""
