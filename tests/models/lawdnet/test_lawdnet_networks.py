@@ -2,11 +2,8 @@
 tests/models/lawdnet/fixtures/make_fixture.py), the scrambled coarse grid, the dead warp layer."""
 from __future__ import annotations
 
-import __future__
 import copy
-import inspect
 import re
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,7 @@ from talkingface.models.lawdnet.networks import LawDNetGenerator, standard_grid
 from talkingface.models.lawdnet.networks import warp as warp_module
 
 from fixture_tools import load_module
+from breaks import mutated
 from numerics import EPS32, REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -54,19 +52,6 @@ def test_standard_grid_is_pixel_centres_in_x_y_order():
     grid = standard_grid(4)
     assert torch.allclose(grid[0, :, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # x runs along columns
     assert torch.allclose(grid[:, 0, 1], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # y along rows
-
-
-def mutated(monkeypatch, owner, name: str, old: str, new: str) -> None:
-    """Break the code under test for one test: ``old`` -> ``new`` (it must occur exactly once) in the source of
-    ``owner.name`` (a function of a module or a method of a class), recompiled in its module and set in its place."""
-    function = inspect.getattr_static(owner, name)
-    source = textwrap.dedent(inspect.getsource(function))
-    assert source.count(old) == 1, f"{name}: {old!r} occurs {source.count(old)} times"
-    code = compile(source.replace(old, new), inspect.getsourcefile(function), "exec",
-                   flags=__future__.annotations.compiler_flag, dont_inherit=True)
-    namespace: dict = {}
-    exec(code, function.__globals__, namespace)
-    monkeypatch.setattr(owner, name, namespace[name])
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,8 @@ tests/models/videoretalking/fixtures/make_dnet_fixture.py from OpenTalker/video-
 within float32 error, and code breaks that miss by far more."""
 from __future__ import annotations
 
-import __future__
 import copy
-import inspect
 import re
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from talkingface.models.videoretalking.networks import dnet as dnet_module
 from talkingface.models.videoretalking.networks.dnet import DNet
 
 from fixture_tools import load_module, state_layout
+from breaks import mutated
 from numerics import REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
 
 HERE = Path(__file__).resolve().parent
@@ -84,19 +82,6 @@ def test_the_dead_branch_never_changes_the_output():
                 for p in (*block.conv1.parameters(), *block.norm1.parameters()):
                     p.add_(1.0)
         assert torch.equal(net(x["input_image"], x["driving"])["fake_image"], expected)
-
-
-def mutated(monkeypatch, owner, name: str, old: str, new: str) -> None:
-    """Break the code under test for one test: ``old`` -> ``new`` (it must occur exactly once) in the source of
-    ``owner.name`` (a function of a module or a method of a class), recompiled in its module and set in its place."""
-    function = inspect.getattr_static(owner, name)
-    source = textwrap.dedent(inspect.getsource(function))
-    assert source.count(old) == 1, f"{name}: {old!r} occurs {source.count(old)} times"
-    code = compile(source.replace(old, new), inspect.getsourcefile(function), "exec",
-                   flags=__future__.annotations.compiler_flag, dont_inherit=True)
-    namespace: dict = {}
-    exec(code, function.__globals__, namespace)
-    monkeypatch.setattr(owner, name, namespace[name])
 
 
 # the code breaks: (owner, name, old, new, the outputs they change)

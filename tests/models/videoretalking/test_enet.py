@@ -11,12 +11,9 @@ meta device.
 """
 from __future__ import annotations
 
-import __future__
 import contextlib
 import copy
-import inspect
 import re
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ import pytest
 import torch
 
 from fixture_tools import load_module, state_layout
+from breaks import mutated
 from numerics import REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
 from talkingface.models.videoretalking.networks.enet import ENet, ModulatedConv2d, StyleConv
 
@@ -31,21 +29,6 @@ HERE = Path(__file__).resolve().parent
 seeded = load_module(HERE / "fixtures" / "seeded_enet.py", "videoretalking_seeded_enet")
 layout = load_module(HERE / "layout.py", "videoretalking_layout")
 SEED, CASES = seeded.SEED, seeded.CASES
-
-
-def mutated(monkeypatch, owner, name: str, *replacements: tuple[str, str]) -> None:
-    """Break the code under test for one test: each ``(old, new)`` (``old`` must occur exactly once) applied to the
-    source of ``owner.name`` (a method of a class), recompiled in its module and set in its place."""
-    function = inspect.getattr_static(owner, name)
-    source = textwrap.dedent(inspect.getsource(function))
-    for old, new in replacements:
-        assert source.count(old) == 1, f"{name}: {old!r} occurs {source.count(old)} times"
-        source = source.replace(old, new)
-    code = compile(source, inspect.getsourcefile(function), "exec", flags=__future__.annotations.compiler_flag,
-                   dont_inherit=True)
-    namespace: dict = {}
-    exec(code, function.__globals__, namespace)
-    monkeypatch.setattr(owner, name, namespace[name])
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,8 @@ block per level, 32×32 faces) in float64 in both code bases; the released size 
 """
 from __future__ import annotations
 
-import __future__
 import copy
-import inspect
 import re
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ from talkingface.models.videoretalking.networks import attention, ffc, lnet
 from talkingface.models.videoretalking.networks.lnet import LNet
 
 from fixture_tools import load_module, state_layout
+from breaks import mutated
 from numerics import REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
 
 HERE = Path(__file__).resolve().parent
@@ -34,19 +32,6 @@ layout = load_module(HERE / "layout.py", "videoretalking_layout")
 # the modules each recorded stage depends on (its float32 error accumulates over all their layers)
 UPSTREAM = {"audio": ("audio_encoder",), "encoder": ("encoder",), "res2": ("audio_encoder", "encoder", "decoder.res2"),
             "logits": ("",)}
-
-
-def mutated(monkeypatch, owner, name: str, old: str, new: str) -> None:
-    """Break the code under test for one test: ``old`` -> ``new`` (it must occur exactly once) in the source of
-    ``owner.name`` (a method of a class), recompiled in its module and set in its place."""
-    function = inspect.getattr_static(owner, name)
-    source = textwrap.dedent(inspect.getsource(function))
-    assert source.count(old) == 1, f"{name}: {old!r} occurs {source.count(old)} times"
-    code = compile(source.replace(old, new), inspect.getsourcefile(function), "exec",
-                   flags=__future__.annotations.compiler_flag, dont_inherit=True)
-    namespace: dict = {}
-    exec(code, function.__globals__, namespace)
-    monkeypatch.setattr(owner, name, namespace[name])
 
 
 @pytest.fixture(scope="module")
