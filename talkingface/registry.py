@@ -20,7 +20,8 @@ BUILTIN_PLUGIN_MODULES = ("talkingface.models", "talkingface.data.layouts", "tal
                           "talkingface.evaluation.metrics",
                           "talkingface.audio", "talkingface.face",
                           "talkingface.face.s3fd",  # registers nothing; declares sfd_face.pth (list --weights)
-                          "talkingface.face3d")  # registers nothing; declares ReconNet's weights (list --weights)
+                          "talkingface.face3d",  # registers nothing; declares ReconNet's weights (list --weights)
+                          "talkingface.restoration")  # registers nothing; declares GPEN's/GFPGAN's weights
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
