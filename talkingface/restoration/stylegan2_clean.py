@@ -2,7 +2,8 @@
 without compiled ops), with the same state-dict layout and numerics.
 
 Shared: GFPGANv1.3's decoder (``talkingface.restoration.gfpgan``) is a ``StyleGAN2GeneratorClean`` with SFT, and
-VideoReTalking's E-Net is built of the same ``ModulatedConv2d`` / ``StyleConv`` / ``ToRGB``.
+VideoReTalking's E-Net (``talkingface.models.videoretalking.networks.enet``) is built of these ``StyleConv`` /
+``ToRGB`` (its ``StyleConv(cast_noise=True)``) with GFPGAN's ``ResBlock(mode='down')`` and the ``NoiseMode`` check.
 
 - ``ModulatedConv2d``: the weight ``(1, out, in, k, k)`` scaled per sample by ``modulation(style)``, demodulated
   by ``rsqrt(sum of squares over (in, k, k) + eps)`` with ``eps = 1e-8``, the input resampled ×2 / ×½ (bilinear,
@@ -47,6 +48,25 @@ def channel_table(narrow: float = 1.0, channel_multiplier: int = 2) -> dict[str,
 
 def _resample(x: torch.Tensor, scale_factor: float) -> torch.Tensor:
     return F.interpolate(x, scale_factor=scale_factor, mode="bilinear", align_corners=False)
+
+
+class NoiseMode:
+    """A module's noise-mode attribute (``noise = NoiseMode(modes)`` in the class body), checked whenever it is set:
+    anything but one of ``modes`` raises ``ValueError``. The instance keeps the mode as ``_<name>``."""
+
+    def __init__(self, modes: Sequence[str] = NOISE_MODES):
+        self.modes = tuple(modes)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.private = name, f"_{name}"
+
+    def __get__(self, instance, owner=None):
+        return self if instance is None else getattr(instance, self.private)
+
+    def __set__(self, instance, mode: str) -> None:
+        if mode not in self.modes:
+            raise ValueError(f"{self.name}={mode!r}: expected one of {', '.join(self.modes)}")
+        instance.__dict__[self.private] = mode
 
 
 class NormStyleCode(nn.Module):
@@ -98,11 +118,16 @@ class ModulatedConv2d(nn.Module):
 
 
 class StyleConv(nn.Module):
-    """Modulated conv ×√2, plus ``weight`` × noise, plus ``bias``, LeakyReLU(0.2)."""
+    """Modulated conv ×√2, plus ``weight`` × noise, plus ``bias``, LeakyReLU(0.2).
+
+    ``cast_noise``: a given noise tensor is first cast to the modulated conv's output dtype (VideoReTalking's E-Net
+    does so); by default it is added as given, as in the release (type promotion decides the result's dtype).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, num_style_feat: int,
-                 demodulate: bool = True, sample_mode: str | None = None):
+                 demodulate: bool = True, sample_mode: str | None = None, cast_noise: bool = False):
         super().__init__()
+        self.cast_noise = cast_noise
         self.modulated_conv = ModulatedConv2d(in_channels, out_channels, kernel_size, num_style_feat,
                                               demodulate=demodulate, sample_mode=sample_mode)
         self.weight = nn.Parameter(torch.zeros(1))  # noise strength
@@ -121,7 +146,7 @@ class StyleConv(nn.Module):
             else:
                 raise ValueError(f"noise={noise!r}: expected 'random', 'zero' or a tensor")
         if isinstance(noise, torch.Tensor):
-            out = out + self.weight * noise
+            out = out + self.weight * (noise.to(out.dtype) if self.cast_noise else noise)
         return F.leaky_relu(out + self.bias, negative_slope=0.2)
 
 
@@ -161,6 +186,8 @@ class StyleGAN2GeneratorClean(nn.Module):
     (``"random"`` unless set).
     """
 
+    noise = NoiseMode(NOISE_MODES)
+
     def __init__(self, out_size: int, num_style_feat: int = 512, num_mlp: int = 8, channel_multiplier: int = 2,
                  narrow: float = 1, noise: str = "random"):
         super().__init__()
@@ -194,16 +221,6 @@ class StyleGAN2GeneratorClean(nn.Module):
             self.to_rgbs.append(ToRGB(out_channels, num_style_feat, upsample=True))
             in_channels = out_channels
         self.noise = noise
-
-    @property
-    def noise(self) -> str:
-        return self._noise
-
-    @noise.setter
-    def noise(self, mode: str) -> None:
-        if mode not in NOISE_MODES:
-            raise ValueError(f"noise={mode!r}: expected one of {', '.join(NOISE_MODES)}")
-        self._noise = mode
 
     def noise_shapes(self, batch: int) -> list[tuple[int, int, int, int]]:
         """The noise image of each ``StyleConv`` in call order: 4×4, then two per resolution 8 ... out."""

@@ -22,8 +22,9 @@ import torch
 
 from fixture_tools import load_module, state_layout
 from breaks import mutated
-from numerics import REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
-from talkingface.models.videoretalking.networks.enet import ENet, ModulatedConv2d, StyleConv
+from numerics import REL64, RandomOps, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
+from talkingface.models.videoretalking.networks.enet import ENet
+from talkingface.restoration.stylegan2_clean import ModulatedConv2d, StyleConv
 
 HERE = Path(__file__).resolve().parent
 seeded = load_module(HERE / "fixtures" / "seeded_enet.py", "videoretalking_seeded_enet")
@@ -85,7 +86,7 @@ def run(net: ENet, case: str, style: torch.Tensor, noise=None, record: bool = Fa
     x = {k: v.to(style.dtype) for k, v in seeded.seeded_inputs(case).items()}
     with torch.random.fork_rng(), torch.no_grad(), cached_style(net, style):
         torch.manual_seed(SEED)
-        with seeded.RandomOps() as ops:
+        with RandomOps() as ops:
             out, low_res = net(x["audio"], x["face"], x["gt"], noise=noise)
         after = torch.rand(4, dtype=torch.float64)
     return out.numpy(), low_res.numpy(), ops.ops, after.numpy()
@@ -262,10 +263,10 @@ BREAKS = {
     "crop offset by one pixel": (ENet, "decode", (
         "skip[:, :, CROP:-CROP, CROP:-CROP]", "skip[:, :, CROP + 1:-CROP + 1, CROP + 1:-CROP + 1]")),
     "upsampling after the conv": (ModulatedConv2d, "forward", (
-        "    if self.upsample:\n        x = _upsample2(x)\n", ""), (
+        'if self.sample_mode == "upsample":\n        x = _resample(x, 2)\n    elif', "if"), (
         "return out.view(batch, self.out_channels, *out.shape[2:])",
         "out = out.view(batch, self.out_channels, *out.shape[2:])\n"
-        "    return _upsample2(out) if self.upsample else out")),
+        '    return _resample(out, 2) if self.sample_mode == "upsample" else out')),
 }
 
 

@@ -1,9 +1,11 @@
 """VideoReTalking's E-Net (``models/ENet.py::ENet``): a StyleGAN2 decoder that lifts the frozen L-Net's 96×96 mouth
 to 384×384, styled by a code encoded from the reference face. Same state-dict layout and numerics as the release.
 
-The building blocks are GFPGAN's "clean" StyleGAN2 blocks (``models/base_blocks.py``): modulated convolutions with
+The building blocks are GFPGAN's "clean" StyleGAN2 blocks (the release's ``models/base_blocks.py``), shared with
+GFPGANv1.3: ``StyleConv`` / ``ToRGB`` from ``talkingface.restoration.stylegan2_clean`` (modulated convolutions with
 demodulation (eps 1e-8), the ×√2 gain and LeakyReLU(0.2) of ``StyleConv``, bilinear ×2 upsampling
-(``align_corners=False``) *before* the convolution, and one Gaussian noise image per ``StyleConv`` call.
+(``align_corners=False``) *before* the convolution, one Gaussian noise image per ``StyleConv`` call) and the style
+encoder's ``ResBlock(mode='down')`` from ``talkingface.restoration.gfpgan``.
 
 Release behaviour kept on purpose:
 
@@ -14,109 +16,25 @@ Release behaviour kept on purpose:
   result); ``ENet.train()`` switches it to training mode as the release does;
 - noise: every ``StyleConv`` call draws ``new_empty(B, 1, H, W).normal_()`` (the same numbers as
   ``torch.randn((B, 1, H, W), dtype=, device=)``) in layer order, so under the same seed the output equals the
-  release's. ``noise="zero"`` adds none (deterministic dubbing; no draw from the generator).
+  release's. ``noise="zero"`` adds none (deterministic dubbing; no draw from the generator). Explicit noise images
+  are cast to the output's dtype (``StyleConv(cast_noise=True)``).
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkingface.restoration.gfpgan.network import ResBlock
+from talkingface.restoration.stylegan2_clean import NoiseMode, StyleConv, ToRGB
+
 NOISE_MODES = ("random", "zero")
 STYLE_SIZE = 256  # the reference is resized to this for the style encoder (6 halvings to 4×4)
 LNET_SIZE = 96  # the L-Net's input size
 PAD = 2  # reflect padding of the L-Net image before the decoder
 CROP = 8  # pixels cut from each border of the decoder's output (PAD × 4 after two ×2 stages)
-
-
-def _upsample2(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-
-
-class ModulatedConv2d(nn.Module):
-    """StyleGAN2's modulated convolution: the weight ``(1, out, in, k, k)`` scaled per sample by
-    ``modulation(style)``, demodulated when ``demodulate``; input upsampled ×2 first when ``upsample``.
-
-    ``forward(x (B, in, H, W), style (B, 1, S)) -> (B, out, H', W')``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, num_style_feat: int,
-                 demodulate: bool = True, upsample: bool = False, eps: float = 1e-8):
-        super().__init__()
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
-        self.demodulate, self.upsample, self.eps = demodulate, upsample, eps
-        self.modulation = nn.Linear(num_style_feat, in_channels)
-        with torch.no_grad():  # the release's init: Kaiming-normal (fan-in, linear gain) weight, bias 1
-            nn.init.kaiming_normal_(self.modulation.weight, a=0, mode="fan_in", nonlinearity="linear")
-            self.modulation.bias.fill_(1.0)
-        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size)
-                                   / math.sqrt(in_channels * kernel_size ** 2))
-
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        batch, channels = x.shape[:2]
-        weight = self.weight * self.modulation(style).view(batch, 1, channels, 1, 1)
-        if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps)
-            weight = weight * demod.view(batch, self.out_channels, 1, 1, 1)
-        weight = weight.view(batch * self.out_channels, channels, self.kernel_size, self.kernel_size)
-        if self.upsample:
-            x = _upsample2(x)
-        height, width = x.shape[2:]
-        out = F.conv2d(x.reshape(1, batch * channels, height, width), weight, padding=self.kernel_size // 2,
-                       groups=batch)
-        return out.view(batch, self.out_channels, *out.shape[2:])
-
-
-class StyleConv(nn.Module):
-    """Modulated 3×3 conv ×√2, plus ``weight`` × a noise image, plus ``bias``, LeakyReLU(0.2)."""
-
-    def __init__(self, in_channels: int, out_channels: int, num_style_feat: int, upsample: bool = False):
-        super().__init__()
-        self.modulated_conv = ModulatedConv2d(in_channels, out_channels, 3, num_style_feat, upsample=upsample)
-        self.weight = nn.Parameter(torch.zeros(1))  # noise strength
-        self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
-
-    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: str | torch.Tensor = "random") -> torch.Tensor:
-        """``noise``: ``"random"`` (one N(0, 1) draw of ``(B, 1, H, W)`` in the output's dtype and device, as the
-        release), ``"zero"`` (none) or a ``(B, 1, H, W)`` tensor."""
-        out = self.modulated_conv(x, style) * 2 ** 0.5
-        if isinstance(noise, str) and noise == "random":
-            noise = out.new_empty(out.shape[0], 1, *out.shape[2:]).normal_()
-        if isinstance(noise, torch.Tensor):
-            out = out + self.weight * noise.to(out.dtype)
-        return F.leaky_relu(out + self.bias, negative_slope=0.2)
-
-
-class ToRGB(nn.Module):
-    """1×1 modulated conv to RGB without demodulation, plus ``bias``, plus the skip upsampled ×2."""
-
-    def __init__(self, in_channels: int, num_style_feat: int):
-        super().__init__()
-        self.modulated_conv = ModulatedConv2d(in_channels, 3, 1, num_style_feat, demodulate=False)
-        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.modulated_conv(x, style) + self.bias + _upsample2(skip)
-
-
-class DownResBlock(nn.Module):
-    """GFPGAN's ``ResBlock(mode='down')``: ``conv1 -> lrelu -> ½ bilinear -> conv2 -> lrelu`` plus
-    ``skip(½ bilinear(x))`` (1×1, no bias)."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, in_channels, 3, 1, 1)
-        self.conv2 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
-        self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.leaky_relu(self.conv1(x), negative_slope=0.2)
-        out = F.interpolate(out, scale_factor=0.5, mode="bilinear", align_corners=False)
-        out = F.leaky_relu(self.conv2(out), negative_slope=0.2)
-        return out + self.skip(F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False))
 
 
 class ENet(nn.Module):
@@ -129,6 +47,8 @@ class ENet(nn.Module):
     channels the 35-channel skip cannot be added to the 3-channel ToRGB output).
     """
 
+    noise = NoiseMode(NOISE_MODES)
+
     def __init__(self, num_style_feat: int = 512, lnet: nn.Module | None = None, concat: bool = False,
                  noise: str = "random"):
         super().__init__()
@@ -139,27 +59,18 @@ class ENet(nn.Module):
         self.noise = noise
         self.conv_body_first = nn.Conv2d(3, 256, 1)
         widths = (256, 256, 512, 512, 512, 512, 512)  # 256² -> 4², one halving per block
-        self.conv_body_down = nn.ModuleList(DownResBlock(a, b) for a, b in zip(widths, widths[1:]))
+        self.conv_body_down = nn.ModuleList(ResBlock(a, b, mode="down") for a, b in zip(widths, widths[1:]))
         self.final_linear = nn.Linear(512 * 4 * 4, num_style_feat)
         self.final_conv = nn.Conv2d(512, 512, 3, 1, 1)
         self.style_convs, self.to_rgbs = nn.ModuleList(), nn.ModuleList()
         self.noises = nn.Module()  # empty, as in the release
         in_channels = 3 + 32 if concat else 3
         for out_channels in (256, 128):
-            self.style_convs.append(StyleConv(in_channels, out_channels, num_style_feat, upsample=True))
-            self.style_convs.append(StyleConv(out_channels, out_channels, num_style_feat))
+            self.style_convs.append(StyleConv(in_channels, out_channels, 3, num_style_feat, sample_mode="upsample",
+                                              cast_noise=True))
+            self.style_convs.append(StyleConv(out_channels, out_channels, 3, num_style_feat, cast_noise=True))
             self.to_rgbs.append(ToRGB(out_channels, num_style_feat))
             in_channels = out_channels
-
-    @property
-    def noise(self) -> str:
-        return self._noise
-
-    @noise.setter
-    def noise(self, mode: str) -> None:
-        if mode not in NOISE_MODES:
-            raise ValueError(f"noise={mode!r}: expected one of {', '.join(NOISE_MODES)}")
-        self._noise = mode
 
     def style_code(self, ref: torch.Tensor) -> torch.Tensor:
         """``ref (N, 3, H, W)`` -> the style code ``(N, 1, num_style_feat)``."""
