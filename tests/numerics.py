@@ -17,6 +17,7 @@ from typing import Mapping
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 EPS32 = float(np.finfo(np.float32).eps)  # 1.19e-7: one rounding of a float32 near 1
 EPS64 = float(np.finfo(np.float64).eps)  # 2.22e-16
@@ -106,3 +107,52 @@ def seeded_fill_(module: nn.Module, generator: torch.Generator) -> None:
                 tensor.copy_(seeded_normal(tensor.shape, generator) * (2.0 / fan_in) ** 0.5)
             else:
                 tensor.copy_(seeded_normal(tensor.shape, generator) * 0.1)
+
+
+def seeded_state_(module: nn.Module, rule, generator: torch.Generator) -> nn.Module:
+    """Every tensor of ``module``'s state dict, in key order, drawn N(mean, std²) with ``(mean, std) = rule(key,
+    tensor)``: float64 draws rounded once, the same bytes on every CPU. Returns ``module``."""
+    with torch.no_grad():
+        for key, tensor in module.state_dict().items():
+            mean, std = rule(key, tensor)
+            tensor.copy_((torch.randn(tensor.shape, generator=generator, dtype=torch.float64) * std + mean).float())
+    return module
+
+
+def calibrate_batchnorm_(module: nn.Module, *inputs: torch.Tensor, norms_only: bool = False) -> nn.Module:
+    """Set the running statistics of every BatchNorm in ``module`` from one train-mode pass in float64 over
+    ``inputs``, as a cumulative average (momentum None: after one pass, exactly this batch's statistics), so that
+    eval-mode BatchNorm really normalises; each BatchNorm's momentum is then restored. Float64 because float32
+    convolutions round differently per SIMD width; the statistics are rounded once to float32. ``norms_only``: only
+    the BatchNorms run in train mode (the rest, e.g. spectral norms, in eval mode). Returns ``module``, float32, in
+    eval mode."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    module.double().train(not norms_only)
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+        norm.train()
+    with torch.no_grad():
+        module(*(x.double() for x in inputs))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return module.float().eval()
+
+
+class RandomOps(TorchDispatchMode):
+    """Records every random op run inside it as ``"op shape dtype device"`` (e.g. noise draws), in order."""
+
+    WORDS = ("normal", "rand", "uniform", "bernoulli", "dropout", "exponential", "random", "multinomial",
+             "cauchy", "geometric", "poisson")
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = str(func)
+        if any(word in name for word in self.WORDS):
+            self.ops.append(f"{name} {tuple(out.shape)} {out.dtype} {out.device.type}")
+        return out

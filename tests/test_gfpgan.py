@@ -25,7 +25,7 @@ from talkingface.restoration.gfpgan import (GFPGAN_V13, GFPGANv1Clean, faces_to_
 from talkingface.restoration.stylegan2_clean import ModulatedConv2d, StyleGAN2GeneratorClean, StyleConv
 
 from fixture_tools import load_module
-from numerics import REL64, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
+from numerics import REL64, RandomOps, assert_close64, assert_fp32_close, fp32_bound, max_abs_diff, scale_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gfpgan"
 seeded = load_module(FIXTURES / "seeded.py", "gfpgan_seeded")
@@ -50,7 +50,7 @@ def nets64() -> dict[str, GFPGANv1Clean]:
 def seeded_forward(net, x, **options):
     """``(image, rgbs, random ops, next four float64 uniforms)`` under ``torch.manual_seed(SEED)``."""
     torch.manual_seed(seeded.SEED)
-    with torch.no_grad(), seeded.RandomOps() as record:
+    with torch.no_grad(), RandomOps() as record:
         image, rgbs = net(x, **options)
     return image, rgbs, record.ops, torch.rand(4, dtype=torch.float64).numpy()
 
@@ -149,7 +149,7 @@ def test_float64_generator_equals_the_official_code():
     styles = {k: v.double() for k, v in seeded.generator_styles().items()}
     options = dict(truncation=seeded.GENERATOR_TRUNCATION, truncation_latent=styles["mean"], return_latents=True)
     torch.manual_seed(seeded.SEED)
-    with torch.no_grad(), seeded.RandomOps() as record:
+    with torch.no_grad(), RandomOps() as record:
         image, latent = net([styles["z1"], styles["z2"]], inject_index=seeded.GENERATOR_INJECT, **options)
     assert record.ops == list(official("generator_random_ops"))
     assert np.array_equal(torch.rand(4, dtype=torch.float64).numpy(), official("generator_rng_after"))
@@ -249,7 +249,7 @@ def test_float32_network_within_the_float32_bound(case, nets64, monkeypatch):
 def test_zero_noise_is_deterministic_and_draws_nothing():
     net, x = seeded.seeded_gfpgan("small", noise="zero"), seeded.seeded_input("small")
     state = torch.get_rng_state()
-    with torch.no_grad(), seeded.RandomOps() as record:
+    with torch.no_grad(), RandomOps() as record:
         first, second = net(x)[0], net(x)[0]
         explicit = net(x, noise=[torch.zeros(shape) for shape in net.stylegan_decoder.noise_shapes(len(x))])[0]
     assert record.ops == [] and torch.equal(torch.get_rng_state(), state)
