@@ -14,7 +14,7 @@ from .portrait import crop_portrait, from_portrait, portrait_box, portrait_param
 from .rasterizer import DEFAULT_CHUNK_PAIRS, Fragments, candidate_pairs, interpolate, rasterize, render
 from .recon import (COEFF_DIM, COEFF_SLICES, DEEP3DFACERECON_EPOCH_20, FINAL_LAYERS, VIDEORETALKING_FACE3D, ReconNet,
                     image_to_tensor, net_recon_state, read_recon_checkpoint, split_coeffs)
-from .resnet import Bottleneck, ResNet50
+from ..nets.resnet import Bottleneck, ResNet50
 from .standin import JAW_COMPONENT, JAW_OPEN_SIGN, StandinMesh, standin_mesh, write_standin_bfm
 
 __all__ = [

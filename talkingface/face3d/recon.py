@@ -1,6 +1,6 @@
 """Deep3DFaceRecon's coefficient regressor: ``ReconNetWrapper('resnet50', use_last_fc=False)`` as ``ReconNet``.
 
-A torchvision-layout ResNet-50 (``backbone``, ``talkingface.face3d.resnet``) gives average-pooled (B, 2048, 1, 1)
+A torchvision-layout ResNet-50 (``backbone``, ``talkingface.nets.resnet``) gives average-pooled (B, 2048, 1, 1)
 features; seven 1x1 convolutions with bias (``final_layers.0..6``: id 80, exp 64, tex 80, angle 3, gamma 27,
 tx/ty 2, tz 1; zero-initialised as in the original) are concatenated in that order and flattened to (B, 257).
 The input is RGB in [0, 1] as given: the network does not normalise it. The weights are Deep3DFaceRecon's
@@ -20,7 +20,7 @@ from torch import nn
 from ..checkpoint import load_state_dict_strict, read_checkpoint, read_tensors_of, strip_prefix
 from ..errors import CheckpointError
 from ..weights import KnownWeights
-from .resnet import FEATURES, ResNet50
+from ..nets.resnet import FEATURES, ResNet50
 
 # (name, width) of the regressor's output blocks, in the order of final_layers and of the 257 outputs.
 FINAL_LAYERS = (("id", 80), ("exp", 64), ("tex", 80), ("angle", 3), ("gamma", 27), ("txy", 2), ("tz", 1))

@@ -27,62 +27,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-RESNET50_BLOCKS = (3, 4, 6, 3)  # Bottlenecks per stage (torchvision's resnet50)
-EXPANSION = 4
+from ...nets.resnet import ResNet50
 IN_CHANNEL = 256    # cfg_re50['in_channel']: the FPN inputs have 2x, 4x and 8x this many channels
 OUT_CHANNEL = 256   # cfg_re50['out_channel']
 ANCHORS = 2         # anchors per feature-map cell (two min_sizes per level)
 
 
-class Bottleneck(nn.Module):
-    """torchvision's Bottleneck: 1x1 -> 3x3 (stride) -> 1x1 (x4), BatchNorm after each, ReLU after the first two and
-    after the residual sum; ``downsample`` adapts the identity in the first block of a stage."""
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * EXPANSION, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * EXPANSION)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
-
-
-class ResNet50Body(nn.Module):
-    """The ResNet-50 trunk up to ``layer4`` in torchvision's attribute order (the keys ``body.*`` of the release);
+class ResNet50Body(ResNet50):
+    """The ResNet-50 trunk in torchvision's attribute order (the keys ``body.*`` of the release, no ``fc``);
     ``forward`` returns the outputs of ``layer2``, ``layer3`` and ``layer4``."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        inplanes = 64
-        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), RESNET50_BLOCKS)):
-            stride = 1 if index == 0 else 2
-            downsample = nn.Sequential(nn.Conv2d(inplanes, planes * EXPANSION, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(planes * EXPANSION))
-            layers = [Bottleneck(inplanes, planes, stride, downsample)]
-            inplanes = planes * EXPANSION
-            layers += [Bottleneck(inplanes, planes) for _ in range(1, blocks)]
-            setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
+        super().__init__(use_last_fc=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer2(self.layer1(x))
-        c3 = self.layer3(c2)
-        return c2, c3, self.layer4(c3)
+        return self.feature_maps(x)
 
 
 def conv_bn(cin: int, cout: int, kernel: int, leaky: float | None) -> nn.Sequential:

@@ -1,4 +1,5 @@
-"""ResNet-50 in torchvision's layout and numerics, without torchvision (the trunk of Deep3DFaceRecon's regressor).
+"""ResNet-50 in torchvision's layout and numerics, without torchvision (the trunk of Deep3DFaceRecon's regressor and of
+RetinaFace-R50's detector).
 
 The state-dict keys are torchvision's: ``conv1``, ``bn1``, ``layer1..4.{i}.conv1/bn1/conv2/bn2/conv3/bn3`` and, in
 the first block of each stage, ``downsample.0`` (1x1 conv) / ``downsample.1`` (BatchNorm); ``fc`` only when
@@ -79,6 +80,14 @@ class ResNet50(nn.Module):
         self.inplanes = planes * EXPANSION
         layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
+
+    def feature_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The outputs of ``layer2``, ``layer3`` and ``layer4`` (torchvision's ``IntermediateLayerGetter`` with
+        those three, as RetinaFace's body uses it)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c2 = self.layer2(self.layer1(x))
+        c3 = self.layer3(c2)
+        return c2, c3, self.layer4(c3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
