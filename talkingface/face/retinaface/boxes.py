@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..s3fd.boxes import decode  # the same SSD box decoding (centre/size offsets, variances 0.1 / 0.2)
+
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 STEPS = (8, 16, 32)
 VARIANCES = (0.1, 0.2)
@@ -45,14 +47,6 @@ def prior_boxes(height: int, width: int) -> torch.Tensor:
                     for s in sizes]
         parts.append(np.stack(per_size, axis=1).reshape(-1, 4))  # the sizes of one cell adjacent
     return torch.from_numpy(np.concatenate(parts).astype(np.float32))
-
-
-def decode(loc: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = VARIANCES) -> torch.Tensor:
-    """(N, 4) offsets and priors -> (N, 4) corner boxes (x1, y1, x2, y2), normalised."""
-    centre = priors[:, :2] + loc[:, :2] * variances[0] * priors[:, 2:]
-    size = priors[:, 2:] * torch.exp(loc[:, 2:] * variances[1])
-    top_left = centre - size / 2
-    return torch.cat((top_left, size + top_left), 1)
 
 
 def decode_landmarks(pre: torch.Tensor, priors: torch.Tensor, variances: Sequence[float] = VARIANCES) -> torch.Tensor:
