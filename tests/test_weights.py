@@ -37,10 +37,9 @@ def test_checkpoints_readme_lists_every_declared_weight_file():
 def test_every_declared_weight_file_states_its_licence():
     """Each declaration names the licence its source states, or says ``not stated`` (never left empty)."""
     from talkingface.registry import discover_plugins
-    from talkingface.weights import weights_catalogue
+    from talkingface.weights import weights_catalogue, weights_table
 
     discover_plugins()
     unstated = [w.filename for w in weights_catalogue() if not w.licence.strip()]
     assert not unstated, f"declare a licence (or 'not stated') for {unstated}"
-    assert "| licence (as its source states it) |" in __import__("talkingface.weights").weights.weights_table(
-        weights_catalogue())
+    assert "| licence (as its source states it) |" in weights_table(weights_catalogue())

@@ -62,6 +62,10 @@ class FitSettings:
     frame_steps: int = 30
     batch_size: int = 16
 
+    def size_for(self, model: ParametricFaceModel) -> int:
+        """The square the fit renders ``model`` at: ``image_size``, or the model's own (224 / 256)."""
+        return self.image_size or model.image_size
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -162,7 +166,7 @@ class FitObjective:
         total = s.lambda_land * land + s.lambda_reg * reg
         terms = {"landmark": float(land.detach()), "regulariser": float(reg.detach())}
         if images is not None:
-            size = s.image_size or model.image_size
+            size = s.size_for(model)
             rendered, covered = render(screen_vertices(model, vertices, size), self.faces, colour, size, size)
             rendered = rendered.clamp(0.0, 1.0)  # AudioDVP clamps the interpolated colour
             target = images * covered.unsqueeze(-1).to(images.dtype)  # MSE(render, gt * mask)

@@ -281,7 +281,7 @@ def test_screen_coordinates_are_the_official_renderers(folder, convention: str, 
     bound = 1e-6
 
     def ours() -> np.ndarray:
-        size = FitSettings().image_size or model.image_size
+        size = FitSettings().size_for(model)  # the size FitObjective renders at
         return fitting.screen_vertices(model, camera, size)[..., :2].numpy()
 
     assert np.abs(ours() - expected).max() <= bound

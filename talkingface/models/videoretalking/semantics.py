@@ -59,16 +59,34 @@ def neutralise(driving: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def nearest_same_pose(semantics: np.ndarray) -> np.ndarray:
+    """(T,) for each frame the first frame with exactly its expression and angles: the target
+    ``find_crop_norm_ratio`` picks when the source is one of the frames (always, in step 3). The source's own
+    distance is 0, so the release's argmin lands on the first frame at distance 0, i.e. with equal values (-0.0 and
+    0.0 count as equal; a distance that underflows to 0 for unequal values is the only way the two could differ).
+    One pass instead of the release's T x T distances."""
+    key = np.ascontiguousarray(np.concatenate([semantics[:, EXPRESSION], semantics[:, ANGLES]], 1)) + 0  # -0.0 -> 0.0
+    rows = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)  # first: the first occurrence
+    return first[inverse.reshape(-1)]
+
+
 def driving_batch(semantics: np.ndarray, indices, expression: torch.Tensor | None = None,
                   one_shot: bool = False) -> torch.Tensor:
     """(B, 73, 26) for frames ``indices`` as step 3 builds them one by one: the crop ratio of each frame's source
-    (frame 0 with ``one_shot``) against all frames, the window, then the expression template if given."""
+    (frame 0 with ``one_shot``) against all frames (``crop_norm_ratio``, found through ``nearest_same_pose``; with
+    NaN semantics through the release's own argmin), the window, then the expression template if given."""
     semantics = np.asarray(semantics)
     if semantics.ndim != 2 or semantics.shape[1] != SEMANTIC_DIM:
         raise ValueError(f"expected per-frame semantics (T, {SEMANTIC_DIM}), got {semantics.shape}")
+    exact = not np.isnan(semantics[:, EXPRESSION]).any() and not np.isnan(semantics[:, ANGLES]).any()
+    nearest = nearest_same_pose(semantics) if exact else None
+    scale = semantics[:, CROP.start]
     windows = []
     for index in indices:
-        source = semantics[0] if one_shot else semantics[index]
-        windows.append(driving_window(semantics, index, crop_norm_ratio(source, semantics)))
+        source = 0 if one_shot else index
+        ratio = (scale[source] / scale[nearest[source]] if exact
+                 else crop_norm_ratio(semantics[source], semantics))
+        windows.append(driving_window(semantics, index, ratio))
     driving = torch.stack(windows)
     return driving if expression is None else neutralise(driving, expression)

@@ -60,10 +60,10 @@ BREAKS = {
                               "np.arange(index - half + 1, index + half + 1)"),
     "ratio applied to tx": (semantics_module, "driving_window", "crop[:, 0] = crop[:, 0] * ratio",
                             "crop[:, 1] = crop[:, 1] * ratio"),
-    "last frame on ties": (semantics_module, "crop_norm_ratio",
-                           "int(np.argmin(RATIO_ALPHA * exp_diff + (1 - RATIO_ALPHA) * angle_diff))",
-                           "len(targets) - 1 - int(np.argmin((RATIO_ALPHA * exp_diff + (1 - RATIO_ALPHA) * "
-                           "angle_diff)[::-1]))"),
+    "last frame on ties": (semantics_module, "nearest_same_pose",
+                           ("np.unique(rows, return_index=True", "np.unique(rows[::-1], return_index=True"),
+                           ("return first[inverse.reshape(-1)]",
+                            "return (len(rows) - 1 - first[inverse.reshape(-1)])[::-1]")),
 }
 
 
