@@ -129,9 +129,33 @@ def listed_tensor(index: int, shape: tuple[int, ...], dtype: str) -> torch.Tenso
     return (torch.arange(count, dtype=torch.float64) * 1e-6 + index).float().reshape(shape)
 
 
+def _listed(rows: list, prefix: str = "") -> dict:
+    return {prefix + key: listed_tensor(i, shape, dtype) for i, (key, shape, dtype) in enumerate(rows)}
+
+
+def _videoretalking_file(filename: str, layout: dict) -> tuple[dict, dict]:
+    """OpenTalker/video-retalking's files as its loaders read them (models/__init__.py: ``torch.load(path)``,
+    ``['state_dict']`` with DataParallel's ``module.`` stripped, ENet.pth's ``low_res.*`` copy of the L-Net dropped;
+    DNet.pt ``['net_G_ema']`` from a PIRender-style trainer that also saves ``net_G`` and its optimizer)."""
+    if filename == "DNet.pt":
+        filled = {"dnet": _listed(layout["dnet"])}
+        return {"net_G": _listed(layout["dnet"]), "net_G_ema": filled["dnet"], "epoch": 100}, filled
+    if filename == "LNet.pth":
+        filled = {"lnet": _listed(layout["lnet"])}
+        return {"state_dict": {"module." + k: v for k, v in filled["lnet"].items()}}, filled
+    filled = {"enet": _listed(layout["enet"])}
+    low_res = {f"module.low_res.{k}": torch.zeros(shape, dtype=getattr(torch, dtype)) for k, shape, dtype in layout["lnet"]}
+    return {"state_dict": {**{"module." + k: v for k, v in filled["enet"].items()}, **low_res}}, filled
+
+
+OFFICIAL_FILES = {name: _videoretalking_file for name in ("LNet.pth", "ENet.pth", "DNet.pt")}
+
+
 def hand_built_release(filename: str, layout: dict) -> tuple[dict, dict]:
     """``(file contents, {submodule: {key: tensor}})`` of ``filename`` built directly from the key listing:
     every listed key with its shape and dtype in the authors' container."""
+    if filename in OFFICIAL_FILES:
+        return OFFICIAL_FILES[filename](filename, layout)
     extra, entries, prefix = OFFICIAL_CONTAINERS[filename]
     filled = {}
     for entry, module in entries.items():
@@ -148,7 +172,7 @@ def test_each_declared_release_loads_a_hand_built_official_file(name, release, t
     """A file built by the test from the official key listing in the authors' container (no production code
     writes it) loads strictly into the model's released configuration: every submodule the release ``fills``
     holds exactly the file's tensors, every other one is untouched."""
-    assert release.filename in OFFICIAL_CONTAINERS, f"write out how the authors save {release.filename}"
+    assert release.filename in {**OFFICIAL_CONTAINERS, **OFFICIAL_FILES}, f"write out how the authors save {release.filename}"
     layout = official_layout(name)
     contents, filled = hand_built_release(release.filename, layout)
     assert set(filled) == set(release.fills)

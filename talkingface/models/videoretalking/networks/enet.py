@@ -41,7 +41,8 @@ class ENet(nn.Module):
     """The release's ``ENet(num_style_feat=512, lnet=None, concat=False)`` around a frozen L-Net ``lnet`` (any
     module ``lnet(audio (N, 1, 80, 16), face (N, 6, 96, 96)) -> (N, 3, s, s)``, kept as ``low_res``).
 
-    ``noise``: ``"random"`` (the release: one Gaussian image per ``StyleConv`` call) or ``"zero"``.
+    ``noise``: ``"random"`` (the release: one Gaussian image per ``StyleConv`` call) or ``"zero"``. ``width`` scales
+    every channel count (1: the release; smaller E-Nets for tests and small runs).
     ``concat=True`` builds the release's layout (35 decoder input channels), but its forward raises: the release's
     cannot run either (its one-tensor L-Net cannot be unpacked into ``(image, features)``, and with 32 feature
     channels the 35-channel skip cannot be added to the 3-channel ToRGB output).
@@ -50,22 +51,25 @@ class ENet(nn.Module):
     noise = NoiseMode(NOISE_MODES)
 
     def __init__(self, num_style_feat: int = 512, lnet: nn.Module | None = None, concat: bool = False,
-                 noise: str = "random"):
+                 noise: str = "random", width: float = 1.0):
         super().__init__()
         self.low_res = lnet
         if lnet is not None:
             lnet.requires_grad_(False)
         self.num_style_feat, self.concat = num_style_feat, concat
         self.noise = noise
-        self.conv_body_first = nn.Conv2d(3, 256, 1)
-        widths = (256, 256, 512, 512, 512, 512, 512)  # 256² -> 4², one halving per block
+        def scaled(channels: int) -> int:
+            return max(int(round(channels * width)), 4)
+
+        widths = tuple(scaled(c) for c in (256, 256, 512, 512, 512, 512, 512))  # 256² -> 4², one halving per block
+        self.conv_body_first = nn.Conv2d(3, widths[0], 1)
         self.conv_body_down = nn.ModuleList(ResBlock(a, b, mode="down") for a, b in zip(widths, widths[1:]))
-        self.final_linear = nn.Linear(512 * 4 * 4, num_style_feat)
-        self.final_conv = nn.Conv2d(512, 512, 3, 1, 1)
+        self.final_linear = nn.Linear(widths[-1] * 4 * 4, num_style_feat)
+        self.final_conv = nn.Conv2d(widths[-1], widths[-1], 3, 1, 1)
         self.style_convs, self.to_rgbs = nn.ModuleList(), nn.ModuleList()
         self.noises = nn.Module()  # empty, as in the release
         in_channels = 3 + 32 if concat else 3
-        for out_channels in (256, 128):
+        for out_channels in (scaled(256), scaled(128)):
             self.style_convs.append(StyleConv(in_channels, out_channels, 3, num_style_feat, sample_mode="upsample",
                                               cast_noise=True))
             self.style_convs.append(StyleConv(out_channels, out_channels, 3, num_style_feat, cast_noise=True))

@@ -1,0 +1,222 @@
+"""VideoReTalking's hooks into the shared dubbing loop (``talkingface.dubbing``), the release's steps 0–6 in-process
+(docs/videoretalking.md, "Dubbing"):
+
+- ``prepare``: the reference. ``stabilised`` (the release): one streaming pass computes the FFHQ crop and every
+  frame's 3DMM semantics (``stabilise.Stabiliser``); each frame's reference is then D-Net's expression-neutral face
+  (``expression``: neutral, smile or an image), GPEN-enhanced, pasted back into the frame. ``frame``: one source frame
+  with a face, chosen by the seed, for every output frame (what the demo trains for).
+- ``crop``: the face box from the landmarks (``data.face_box``), the original face with its lower half zeroed and the
+  reference face at E-Net's 384 (or the L-Net's size), BGR in [0, 1]: ``(6, S, S)``.
+- ``generate``: E-Net around the L-Net (or the L-Net alone) on the frame's mel chunk.
+- ``paste``: the face back into its box, then GFPGAN on the frame, ParseNet's mouth mask and a Laplacian blend of the
+  restored mouth, and the face-mask Laplacian blend over the original frame; ``blend: native`` does both inside the
+  face box at the frame's resolution, ``official`` resizes whole frames to 512 and back as the release. Without the
+  enhancement weights the pasted face is feathered into the frame (a warning says what is skipped).
+
+Frames without a face pass through (the release raises), the source fps is kept, memory stays bounded (no frame is
+held beyond the loop's batches), and nothing is cached on disk by basename.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...dubbing import DubbingHooks, DubbingSettings, GenerateOption, SourceTrack
+from ...dubbing.paste import feather_mask, paste_feathered
+from ...errors import ConfigError, DataError
+from ..dinet.data.crops import crop_face
+from .data import face_box, lower_half_masked, to_bgr_tensor
+
+if TYPE_CHECKING:
+    from .model import VideoReTalking
+
+logger = logging.getLogger(__name__)
+
+REFERENCES = ("stabilised", "frame")
+BLENDS = ("native", "official")
+ENHANCE = ("auto", "none")
+MEL_SHAPE = (80, 16)
+FEATHER_SHARE = 0.15  # without ParseNet: the feathered paste ramps over this share of the box's side
+
+VIDEORETALKING_OPTIONS = (
+    GenerateOption("reference", "stabilised (the release: D-Net's expression-neutral face of each frame) or frame "
+                                "(one source frame for all)", str, REFERENCES),
+    GenerateOption("expression", "stabilised reference: neutral or smile (expression.mat) or a face image path", str),
+    GenerateOption("enhance", "auto (GPEN, GFPGAN and ParseNet where their files are present) or none", str, ENHANCE),
+    GenerateOption("blend", "native (blend in the face box at the frame's resolution) or official (whole frame at "
+                            "512, as the release)", str, BLENDS),
+)
+
+
+def dubbing_settings(model: "VideoReTalking") -> DubbingSettings:
+    opts = model.options
+    return DubbingSettings(
+        label="videoretalking", audio_feature="mel", audio_reduction="flatten", audio_channels=MEL_SHAPE[0] * MEL_SHAPE[1],
+        batch=opts["infer_batch"], seed=int(opts["seed"]), face=opts["face"], face_backend=opts["face_backend"],
+        max_gap=int(opts["infer_max_gap"]), channels_last=bool(opts["channels_last"]), amp=bool(opts["infer_amp"]),
+        overlap_io=opts["overlap_io"], reverse_block_frames=int(opts["reverse_block_frames"]))
+
+
+class Synthesis(nn.Module):
+    """The dubbing generator: ``(mel (B, 1, 80, 16), faces (B, 6, S, S)) -> (B, 3, S', S')`` BGR, E-Net around the
+    L-Net (S = S' = 384) or the L-Net alone (S = S' = its size)."""
+
+    def __init__(self, lnet: nn.Module, enet: nn.Module | None, lnet_size: int):
+        super().__init__()
+        self.lnet, self.enet, self.lnet_size = lnet, enet, lnet_size
+
+    def forward(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        if self.enet is not None:
+            return self.enet(mel, faces, faces[:, 3:])[0]
+        if faces.shape[-1] != self.lnet_size:
+            faces = F.interpolate(faces, size=(self.lnet_size, self.lnet_size), mode="bilinear", align_corners=False)
+        return self.lnet(mel, faces)
+
+
+class VideoReTalkingDubbing(DubbingHooks):
+    """One dub with VideoReTalking (module docstring)."""
+
+    def __init__(self, model: "VideoReTalking", reference: str | None = None, expression: str | None = None,
+                 enhance: str | None = None, blend: str | None = None):
+        opts = model.options
+        self.model = model
+        self.use_enet = bool(opts["enet"])
+        synthesis = Synthesis(model.lnet, model.enet if self.use_enet else None, model.lnet_size)
+        super().__init__(model.config, dubbing_settings(model), synthesis, model.device)
+        self.reference = str(reference or opts["reference"])
+        self.expression = str(expression or opts["expression"])
+        self.enhance = str(enhance or opts["enhance"])
+        self.blend = str(blend or opts["blend"])
+        for name, value, allowed in (("reference", self.reference, REFERENCES), ("enhance", self.enhance, ENHANCE),
+                                     ("blend", self.blend, BLENDS)):
+            if value not in allowed:
+                raise ConfigError(f"videoretalking {name} must be one of {allowed}, got {value!r}")
+        self.size = model.lnet_size * 4 if self.use_enet else model.lnet_size
+        self.pads = [float(p) for p in opts["pads"]]
+        self.checkpoint_dir = Path(opts["checkpoint_dir"])
+        self.seed = int(opts["seed"])
+        self.reference_face: torch.Tensor | None = None
+        self.stabiliser: Any = None
+        self.state: Any = None
+        self.nets: Any = None
+        self.calls = 0
+
+    # ---- references ----------------------------------------------------------------------------
+    def prepare(self, source: SourceTrack, rng: np.random.Generator) -> None:
+        self.seed = int(rng.integers(0, 2**31 - 1))
+        if self.enhance == "auto":
+            from .enhance import load_enhancement
+
+            self.nets = load_enhancement(self.checkpoint_dir, self.device)
+        if self.reference == "frame":
+            self._prepare_frame_reference(source, rng)
+        else:
+            self._prepare_stabiliser(source)
+
+    def _box(self, source: SourceTrack, frame: int, window: np.ndarray) -> tuple[int, int, int, int] | None:
+        return face_box(source.landmarks, source.valid, window, source.frame_size, self.pads)
+
+    def _prepare_frame_reference(self, source: SourceTrack, rng: np.random.Generator) -> None:
+        count = len(source.landmarks)
+        usable = [f for f in np.flatnonzero(source.valid)
+                  if self._box(source, f, np.clip(np.arange(f - 2, f + 3), 0, count - 1)) is not None]
+        if not usable:
+            raise DataError(f"{source.path}: no frame has a face to take VideoReTalking's reference from")
+        pick = int(usable[int(rng.integers(len(usable)))])
+        frame = source.fetch({pick})[pick]
+        box = self._box(source, pick, np.clip(np.arange(pick - 2, pick + 3), 0, count - 1))
+        self.reference_face = to_bgr_tensor(crop_face(frame, box, (self.size, self.size)))
+
+    def _prepare_stabiliser(self, source: SourceTrack) -> None:
+        from ...media import iter_frames
+        from .stabilise import build_stabiliser
+
+        self.stabiliser = build_stabiliser(self.model, self.expression, self.device)
+        self.state = self.stabiliser.analyse(iter_frames(source.path, fps=source.fps), source.landmarks,
+                                             source.valid, source.frame_size)
+
+    def _reference(self, frame: np.ndarray, frame_index: int, box: tuple[int, int, int, int]) -> torch.Tensor:
+        if self.reference == "frame":
+            return self.reference_face
+        from .stabilise import paste_stabilised
+
+        face = self.stabiliser.stabilised(self.state, frame, frame_index)
+        if self.nets is not None and self.nets.gpen is not None:
+            from .enhance import enhance_reference
+
+            face = np.ascontiguousarray(enhance_reference(face[..., ::-1], self.nets)[..., ::-1])
+        return to_bgr_tensor(crop_face(paste_stabilised(frame, face, self.state), box, (self.size, self.size)))
+
+    # ---- the loop's hooks ----------------------------------------------------------------------
+    def crop(self, frame: np.ndarray, source: SourceTrack, index: int) -> tuple[torch.Tensor, Any] | None:
+        frame_index = int(source.plan.source_index[index])
+        if not source.valid[frame_index]:
+            return None
+        box = self._box(source, frame_index, source.plan.landmark_windows[index])
+        if box is None:
+            return None
+        original = to_bgr_tensor(crop_face(frame, box, (self.size, self.size)))
+        faces = torch.cat([lower_half_masked(original), self._reference(frame, frame_index, box)])
+        return faces, box
+
+    def generate(self, generator: nn.Module, faces: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        mel = audio[:, :, audio.shape[2] // 2].reshape(len(audio), 1, *MEL_SHAPE).to(faces.dtype)
+        noise = self.use_enet and self.model.enet.noise == "random"
+        with torch.random.fork_rng(devices=[]) if noise else contextlib.nullcontext():
+            if noise:
+                torch.manual_seed(self.seed + self.calls)  # E-Net's noise: reproducible per dub and batch
+            out = generator(mel.contiguous(), faces)
+        self.calls += 1
+        return out.flip(1)  # BGR -> RGB
+
+    def paste(self, frame: np.ndarray, face: np.ndarray, info: Any) -> np.ndarray:
+        box = info
+        nets = self.nets
+        if nets is None or nets.parsenet is None:
+            return self._feathered(frame, face, box)
+        from ...face.parsenet import mouth_mask
+        from .enhance import face_blend_mask, restore_frame
+
+        top, bottom, left, right = box
+        pasted = paste_feathered(frame, face, box, np.ones((bottom - top, right - left), np.float32))
+        restored = pasted
+        if nets.gfpgan is not None:
+            restored = np.ascontiguousarray(restore_frame(pasted[..., ::-1].copy(), nets)[..., ::-1])
+            mouth = np.zeros(frame.shape[:2], np.float32)
+            mouth[top:bottom, left:right] = mouth_mask(nets.parsenet, restored[top:bottom, left:right],
+                                                       channels="rgb").astype(np.float32) / 255.0
+            pasted = self._blend(pasted, restored, mouth, box, 10)
+        mask = face_blend_mask(pasted[..., ::-1].copy(), nets)
+        if mask is None:
+            return self._feathered(frame, face, box)
+        box_mask = np.zeros(frame.shape[:2], np.float32)
+        box_mask[top:max(bottom - 5, top), left:right] = 1.0
+        return self._blend(frame, pasted, mask * box_mask, box, 6)
+
+    def _blend(self, base: np.ndarray, top: np.ndarray, mask: np.ndarray, box, levels: int) -> np.ndarray:
+        from .blending import blend_native, blend_official
+
+        if self.blend == "official":
+            out = blend_official(base.astype(np.float32), top.astype(np.float32), mask, levels)
+        else:
+            out = blend_native(base.astype(np.float32), top.astype(np.float32), mask, box, levels,
+                               margin=max(8, (box[1] - box[0]) // 8))
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    def _feathered(self, frame: np.ndarray, face: np.ndarray, box) -> np.ndarray:
+        """The face pasted with a soft border and a soft upper edge at the box's middle (the L-Net regenerates
+        the lower half; the upper half stays the frame's own, sharp at any resolution)."""
+        top, bottom, left, right = box
+        height, width = bottom - top, right - left
+        ramp = max(FEATHER_SHARE * min(height, width), 1.0)
+        rows = (np.arange(height) + 0.5 - (height / 2 - ramp / 2)) / ramp
+        upper = np.clip(rows, 0.0, 1.0)
+        alpha = (upper * upper * (3 - 2 * upper))[:, None] * feather_mask(height, width, (ramp,) * 4, ramp)
+        return paste_feathered(frame, face, box, alpha.astype(np.float32))

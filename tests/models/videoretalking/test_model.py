@@ -1,0 +1,225 @@
+"""The registered ``videoretalking`` model: face boxes, training windows, each stage's step, the sync-weight switch,
+releases from a folder, and dubbing with the shared loop (faceless frames, the mel chunk each frame hears)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import talkingface
+from talkingface.audio import mel_chunks, melspectrogram
+from talkingface.data import ClipStore
+from talkingface.errors import ConfigError
+from talkingface.media import VideoWriter, probe_video, read_audio, read_frames
+from talkingface.models.videoretalking.data import (BROW_RAISE, LNetWindows, SyncWindows, face_box, frame_box,
+                                                    lower_half_masked, sync_faces)
+from talkingface.models.videoretalking.dubbing import Synthesis
+from talkingface.models.videoretalking.releases import RELEASES
+
+SIZE, FRAMES = 128, 40
+TINY = {"lnet": {"base_nc": 8, "max_nc": 64, "num_res_blocks": 1, "descriptor_nc": 32}, "syncnet_width": 0.0625,
+        "discriminator_width": 0.0625, "enet_width": 0.03125, "enet": False, "reference": "frame", "enhance": "none",
+        "vgg19_weights": "/nonexistent/vgg19.pth", "pads": [0, 4, 0, 0]}
+
+
+def landmarks_at(dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """68 points spread over a 60 x 70 face at (34 + dx, 30 + dy) of a 128-px frame (only the box rule reads them)."""
+    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    return np.stack([64 + dx + 30 * np.cos(angles), 65 + dy + 35 * np.sin(angles)], axis=1)
+
+
+def make_store(root: Path, faceless: int | None = 12) -> ClipStore:
+    """One 40-frame clip: a moving gradient, ring landmarks, random (80, 16) mel chunks; ``faceless`` has none."""
+    rng = np.random.default_rng(0)
+    clip = root / "clips" / "a"
+    (clip / "features").mkdir(parents=True)
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    with VideoWriter(clip / "video.mp4", 25) as writer:
+        for t in range(FRAMES):
+            writer.write(np.stack([(x * 2 + t) % 256, (y * 2) % 256, np.full_like(x, 60 + t)], -1).astype(np.uint8))
+    landmarks = np.stack([landmarks_at(t % 3, 0) for t in range(FRAMES)])
+    if faceless is not None:
+        landmarks[faceless] = np.nan
+    np.save(clip / "landmarks.npy", landmarks.astype(np.float32))
+    np.save(clip / "features" / "mel.npy", rng.normal(size=(FRAMES, 80, 16)).astype(np.float32))
+    (clip / "meta.json").write_text(json.dumps({"fps": 25, "frames": FRAMES, "width": SIZE, "height": SIZE}))
+    (root / "splits").mkdir(parents=True)
+    (root / "splits" / "train.txt").write_text("a\n")
+    return ClipStore(root)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> ClipStore:
+    return make_store(tmp_path_factory.mktemp("vrt_store"))
+
+
+def build(tmp: Path | None = None, **options) -> talkingface.TalkingFaceModel:
+    extra = {"saved_dir": str(tmp / "saved")} if tmp else {}
+    return talkingface.build_model("videoretalking", {"videoretalking": {**TINY, **options}, "progress": False,
+                                                       "train": {"batch_size": 2, "log_every_steps": 1}, **extra})
+
+
+# ---- face boxes and windows ------------------------------------------------------------------------------------
+def test_face_box_is_the_landmark_box_raised_padded_clipped_and_averaged():
+    points = landmarks_at()
+    top, bottom, left, right = frame_box(points, (SIZE, SIZE), (1, 4, 2, 3))
+    height = 70.0
+    assert top == pytest.approx(30 - BROW_RAISE * height - 1) and bottom == pytest.approx(100 + 4)
+    assert left == pytest.approx(34 - 2) and right == pytest.approx(94 + 3)
+    assert frame_box(points + [0, 40], (SIZE, SIZE), (0, 20, 0, 0))[1] == SIZE  # clipped to the frame
+    shifted = np.stack([points, points + [4, 0], points + [8, 0]])
+    valid = np.array([True, True, False])
+    box = face_box(shifted, valid, np.array([0, 1, 2]), (SIZE, SIZE), (0, 0, 0, 0))
+    assert box[2:] == (36, 96)  # the mean over the valid frames of the window only (0 and 1)
+    assert face_box(shifted, np.zeros(3, bool), np.array([0, 1]), (SIZE, SIZE), (0, 0, 0, 0)) is None
+
+
+def test_lnet_windows_are_wav2lips(store: ClipStore, tmp_path: Path):
+    data = LNetWindows(store, "train", 96, pads=(0, 4, 0, 0), seed=3, cache_dir=tmp_path)
+    starts = data.clips[0].starts
+    assert not any(s <= 12 < s + 5 for s in starts)  # no window holds the faceless frame
+    crops = np.load(data.clips[0].crops_path)[0]
+    mels = np.load(store.root / "clips" / "a" / "features" / "mel.npy")
+    seen_offsets = set()
+    for index in range(len(data)):
+        item = data[index]
+        start = int(data.index[index][1])
+        assert item["target"].shape == (3, 5, 96, 96) and item["inputs"].shape == (6, 5, 96, 96)
+        # BGR in [0, 1]: channel 0 of the target is the crops' blue channel
+        assert torch.equal(item["target"][0], torch.from_numpy(crops[start:start + 5, :, :, 2] / np.float32(255)))
+        masked, reference = item["inputs"][:3], item["inputs"][3:]
+        assert masked[:, :, 48:].abs().sum() == 0 and torch.equal(masked[:, :, :48], item["target"][:, :, :48])
+        ref_start = [s for s in range(FRAMES - 4) if np.array_equal(
+            crops[s:s + 5, :, :, 2] / np.float32(255), reference[0].numpy())]
+        assert ref_start and abs(ref_start[0] - start) >= 5
+        seen_offsets.add(ref_start[0] - start)
+        assert torch.equal(item["mels"][:, 0], torch.from_numpy(mels[start:start + 5]))
+        assert torch.equal(item["sync_mel"][0], torch.from_numpy(mels[start]))
+    assert len(seen_offsets) > 3  # references drawn, not fixed
+    again = LNetWindows(store, "train", 96, pads=(0, 4, 0, 0), seed=3, cache_dir=tmp_path)
+    assert all(torch.equal(again[3][k], data[3][k]) for k in data[3])  # seeded
+
+
+def test_sync_windows_pair_each_window_with_its_own_or_a_far_chunk(store: ClipStore, tmp_path: Path):
+    data = SyncWindows(store, "train", 96, pads=(0, 4, 0, 0), seed=1, cache_dir=tmp_path)
+    mels = np.load(store.root / "clips" / "a" / "features" / "mel.npy")
+    labels = []
+    for index in range(len(data)):
+        item = data[index]
+        start = int(data.index[index][1])
+        row = [t for t in range(FRAMES) if np.array_equal(mels[t], item["mel"][0].numpy())][0]
+        labels.append(float(item["label"]))
+        assert (row == start) if item["label"] == 1 else abs(row - start) >= 5
+    assert 0.25 < np.mean(labels) < 0.75
+    faces = torch.rand(2, 3, 5, 96, 96)
+    expert_input = sync_faces(faces)
+    assert expert_input.shape == (2, 15, 48, 96) and torch.equal(expert_input[:, 3:6], faces[:, :, 1, 48:])
+    assert torch.equal(lower_half_masked(faces)[..., :48, :], faces[..., :48, :])
+
+
+# ---- stages ----------------------------------------------------------------------------------------------------
+def _changed(model, before: dict) -> set[str]:
+    return {k.split(".")[0] for k, v in model.state_dict().items()
+            if v.is_floating_point() and not torch.equal(v, before[k])}
+
+
+@pytest.mark.parametrize("stage,trained", [("syncnet", {"syncnet"}), ("lnet", {"lnet", "quality"}),
+                                           ("enet", {"enet", "enet_quality"})])
+def test_each_stage_trains_only_its_networks(stage: str, trained: set[str], store: ClipStore, tmp_path: Path):
+    model = build(tmp_path)
+    model.enter_stage(stage, None)
+    model.train()
+    model.optimizers = model.configure_optimizers()["optimizers"]
+    data = model.build_dataset(store, "train")
+    batch = torch.utils.data.default_collate([data[0], data[1]])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scalars = model.training_step(batch, 0)
+    assert np.isfinite(list(scalars.values())).all()
+    assert _changed(model, before) == trained
+    if stage == "enet":
+        assert batch["target"].shape[-1] == 4 * 96  # E-Net trains at 384 on the frozen L-Net
+
+
+def test_sync_weight_switches_on_when_the_sync_loss_falls(tmp_path: Path):
+    model = build(tmp_path, syncnet_wt_start=0.0, syncnet_wt=0.03, sync_switch_loss=0.75)
+    for loss in (1.2, 1.1, 0.9):
+        model._update_sync_weight(loss)
+    assert model.sync_weight == 0.0
+    for _ in range(30):
+        model._update_sync_weight(0.5)
+    assert model.sync_weight == 0.03
+
+
+def test_recipe_and_size_errors():
+    with pytest.raises(ConfigError, match="unknown stage"):
+        build(recipe=["lnet", "dnet2"]).recipe()
+    with pytest.raises(ConfigError, match="lnet_size"):
+        build(lnet_size=64)
+    with pytest.raises(ConfigError, match="max_nc"):
+        build(lnet={"base_nc": 8, "max_nc": 32, "num_res_blocks": 1, "descriptor_nc": 32})
+
+
+def test_release_dir_loads_each_file_present_and_names_the_missing(tmp_path: Path, caplog):
+    source, target = build(), build()
+    torch.save(source.release_example(RELEASES[2]), tmp_path / "DNet.pt")  # only D-Net present
+    with caplog.at_level(logging.WARNING):
+        model = build(release_dir=str(tmp_path))
+    assert all(torch.equal(v, source.dnet.state_dict()[k]) for k, v in model.dnet.state_dict().items())
+    assert "LNet.pth not found" in caplog.text and "ENet.pth not found" in caplog.text
+    assert not all(torch.equal(v, target.dnet.state_dict()[k]) for k, v in model.dnet.state_dict().items())
+
+
+def test_enet_runs_the_models_lnet_without_owning_its_weights():
+    model = build(enet=True)
+    assert model.enet.low_res is model.lnet
+    assert not any(k.startswith("low_res") for k in model.enet.state_dict())
+    with torch.no_grad():
+        out = Synthesis(model.lnet, model.enet, 96).eval()(torch.randn(1, 1, 80, 16), torch.rand(1, 6, 384, 384))
+    assert out.shape == (1, 3, 384, 384)
+
+
+# ---- dubbing ---------------------------------------------------------------------------------------------------
+def test_dub_passes_faceless_frames_and_feeds_each_frame_its_mel_chunk(tmp_path: Path, monkeypatch):
+    """A 30 fps source with a faceless stretch: those frames come back as they were, the others are dubbed, and the
+    generator hears, for output frame m, the mel chunk of 25 fps frame round(m / 30 * 25) (native fps kept)."""
+    from test_preprocess import face_video
+    from talkingface.models.videoretalking.dubbing import VideoReTalkingDubbing
+
+    video = face_video(tmp_path / "src.mp4", seconds=1.2, fps=30, blank=(0.4, 0.6))
+    model = build(tmp_path)
+    heard: list[torch.Tensor] = []
+    cropped: list[int] = []
+    forward, crop = Synthesis.forward, VideoReTalkingDubbing.crop
+
+    def spy_forward(self, mel, faces):
+        heard.append(mel.clone())
+        return forward(self, mel, faces)
+
+    def spy_crop(self, frame, source, index):
+        result = crop(self, frame, source, index)
+        if result is not None:
+            cropped.append(index)
+        return result
+
+    monkeypatch.setattr(Synthesis, "forward", spy_forward)
+    monkeypatch.setattr(VideoReTalkingDubbing, "crop", spy_crop)
+    out = model.generate(video, video, tmp_path / "out.mp4", seed=0)
+    info, source = probe_video(out), probe_video(video)
+    assert (info.width, info.height, round(info.fps)) == (source.width, source.height, 30)
+    dubbed, original = read_frames(out).astype(np.float32), read_frames(video).astype(np.float32)
+    count = min(len(dubbed), len(original))
+    passed = [m for m in range(count) if m not in cropped]
+    assert all(0.35 < m / 30 < 0.65 for m in passed) and len(passed) >= 4
+    assert len(cropped) >= count - 8
+    pass_diff = np.abs(dubbed[passed] - original[passed]).mean()
+    face_diff = np.abs(dubbed[cropped[:count]] - original[cropped[:count]]).mean()
+    assert pass_diff < 1.5 and face_diff > 3 * pass_diff
+    wav = read_audio(video, 16000)
+    chunks = mel_chunks(melspectrogram(wav), int(round(len(wav) / 16000 * 25)))
+    fed = torch.cat(heard)[:, 0]
+    expected = torch.from_numpy(chunks[np.floor(np.array(cropped) / 30 * 25 + 0.5).astype(int)])
+    assert fed.shape == expected.shape and torch.equal(fed, expected)
