@@ -191,7 +191,7 @@ class VideoReTalkingDubbing(DubbingHooks):
             restored = np.ascontiguousarray(restore_frame(pasted[..., ::-1].copy(), nets)[..., ::-1])
             mouth = np.zeros(frame.shape[:2], np.float32)
             mouth[top:bottom, left:right] = mouth_mask(nets.parsenet, restored[top:bottom, left:right],
-                                                       channels="rgb").astype(np.float32) / 255.0
+                                                       channels="rgb")  # {0, 1}, as the release's uint8 cast
             pasted = self._blend(pasted, restored, mouth, box, 10)
         mask = face_blend_mask(pasted[..., ::-1].copy(), nets)
         if mask is None:

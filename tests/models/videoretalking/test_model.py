@@ -223,3 +223,55 @@ def test_dub_passes_faceless_frames_and_feeds_each_frame_its_mel_chunk(tmp_path:
     fed = torch.cat(heard)[:, 0]
     expected = torch.from_numpy(chunks[np.floor(np.array(cropped) / 30 * 25 + 0.5).astype(int)])
     assert fed.shape == expected.shape and torch.equal(fed, expected)
+
+
+def test_dub_with_stabilised_references_runs_dnet_on_each_dubbed_frame(tmp_path: Path, monkeypatch):
+    """reference: stabilised, in-process with random weights: ReconNet's semantics in one pass, D-Net's face for
+    every dubbed frame (in output order, ping-pong included), pasted back and cropped at the frame's box."""
+    from scipy.io import savemat
+
+    from test_preprocess import face_video
+    from talkingface.face3d import ReconNet
+    from talkingface.models.videoretalking import stabilise
+
+    checkpoints, bfm = tmp_path / "checkpoints", tmp_path / "bfm"
+    checkpoints.mkdir()
+    bfm.mkdir()
+    torch.manual_seed(0)
+    torch.save({"net_recon": ReconNet().state_dict()}, checkpoints / "face3d_pretrain_epoch_20.pth")
+    rng = np.random.default_rng(0)
+    savemat(str(checkpoints / "expression.mat"), {"expression_center": rng.normal(size=(1, 64)),
+                                                   "expression_mouth": rng.normal(size=(1, 64))})
+    with np.load(Path(__file__).parent / "fixtures" / "official_stabilise.npz") as fixture:
+        savemat(str(bfm / "similarity_Lm3D_all.mat"), {"lm": fixture["lm"]})
+    video = face_video(tmp_path / "src.mp4", seconds=0.4, fps=25, audio_seconds=0.6)  # audio longer: ping-pong
+    model = build(tmp_path, reference="stabilised", checkpoint_dir=str(checkpoints), bfm_folder=str(bfm))
+    calls: list[int] = []
+    stabilised = stabilise.Stabiliser.stabilised
+
+    def spy(self, state, frame, index):
+        calls.append(index)
+        return stabilised(self, state, frame, index)
+
+    monkeypatch.setattr(stabilise.Stabiliser, "stabilised", spy)
+    out = model.generate(video, tmp_path / "src.mp4", tmp_path / "out.mp4", seed=0)
+    from talkingface.dubbing import ping_pong
+
+    count = probe_video(out).frame_count
+    assert count > 10 and calls == ping_pong(10, count).tolist()  # e.g. 0 .. 9, 9, 8, ...
+    with pytest.raises(talkingface.errors.CheckpointError, match="expression.mat not found"):
+        build(tmp_path, reference="stabilised", checkpoint_dir=str(tmp_path / "none"),
+              bfm_folder=str(bfm)).generate(video, video, tmp_path / "bad.mp4")
+    assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_demo_pair_config_is_layered_over_the_release_defaults():
+    config = talkingface.load_config("videoretalking", "demo")
+    assert config["config_sources"][-1].endswith("configs/model/videoretalking/demo.yaml")
+    opts = config["videoretalking"]
+    assert list(opts["recipe"]) == ["lnet"] and opts["reference"] == "frame" and opts["enet"] is False
+    assert opts["lnet_size"] == 96 and opts["disc_wt"] == 0.07  # the rest stays the release's / Wav2Lip's
+    assert config["evaluate"]["control_audio_shift"] == 1.5 and "mouth_sync" in config["evaluate"]["metrics"]
+    hdtf = talkingface.load_config("videoretalking", "hdtf")
+    assert list(hdtf["videoretalking"]["recipe"]) == ["syncnet", "lnet", "enet"]
+    assert hdtf["videoretalking"]["reference"] == "stabilised" and dict(hdtf["videoretalking"]["lnet"])["base_nc"] == 64
