@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import CheckpointError, ConfigError
-from .vgg import VGG19_WEIGHTS, Vgg19Features, half_resolution_pair, perceptual_loss
+from .vgg import VGG19_WEIGHTS, Vgg19Features, half_resolution_pair, perceptual_loss, style_loss
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +98,13 @@ class PerceptualLoss:
         if next(self._vgg.parameters()).device != fake.device:
             self._vgg.to(fake.device)
         return self.weight * perceptual_loss(self._vgg, fake, real)
+
+    def style(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The VGG19 Gram-matrix style loss (unweighted), or 0 in the L1 fallback (no VGG: no style statistics;
+        the fallback's warning covers it)."""
+        self._resolve()
+        if self._vgg is None:
+            return fake.new_zeros(())
+        if next(self._vgg.parameters()).device != fake.device:
+            self._vgg.to(fake.device)
+        return style_loss(self._vgg, fake, real)

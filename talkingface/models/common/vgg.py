@@ -127,3 +127,22 @@ def perceptual_loss(vgg: Vgg19Features, fake: torch.Tensor, real: torch.Tensor) 
         total = total + F.l1_loss(fake_full[i], real_full[i])
         total = total + F.l1_loss(fake_low[i], real_low[i])
     return total / (2 * len(fake_full))
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, C)`` Gram matrices normalised by ``C·H·W`` (style statistics)."""
+    batch, channels, height, width = features.shape
+    flat = features.reshape(batch, channels, height * width)
+    return flat @ flat.transpose(1, 2) / (channels * height * width)
+
+
+def style_loss(vgg: Vgg19Features, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between the Gram matrices of the five VGG19 slice outputs of ``fake`` and ``real`` ([0, 1] RGB), the
+    style term of PIRender's (imaginaire's) perceptual loss; ``real`` features without autograd."""
+    fake_features = vgg(fake)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and real.requires_grad):
+        real_features = vgg(real)
+    total = fake.new_zeros(())
+    for ours, theirs in zip(fake_features, real_features):
+        total = total + F.l1_loss(gram_matrix(ours.float()), gram_matrix(theirs.float()))
+    return total / len(fake_features)

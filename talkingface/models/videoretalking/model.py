@@ -26,7 +26,7 @@ from .releases import DNET, ENET, LNET, RELEASES
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("syncnet", "lnet", "enet")
+STAGES = ("syncnet", "lnet", "enet", "dnet")
 ENET_SCALE = 4  # E-Net's output is 4x the L-Net's face
 
 
@@ -37,7 +37,8 @@ class VideoReTalking(TalkingFaceModel):
     ``lnet(audio (B,1,80,16), face (B,6,96,96)) -> (B,3,96,96)``, ``enet(audio, face (B,6,384,384), ref
     (B,3,384,384)) -> (out, low_res)`` around ``lnet`` and ``dnet(image (B,3,256,256), driving (B,73,26))`` are the
     released networks (``load_checkpoint`` takes LNet.pth, ENet.pth and DNet.pt by content). Training: the stages
-    ``syncnet`` (Wav2Lip's expert on the lower halves), ``lnet`` (Wav2Lip's recipe) and ``enet`` (frozen L-Net).
+    ``syncnet`` (Wav2Lip's expert on the lower halves), ``lnet`` (Wav2Lip's recipe), ``enet`` (frozen L-Net) and
+    ``dnet`` (PIRender-style fine-tuning of D-Net on pairs of the same clip).
     """
 
     section = "videoretalking"
@@ -139,11 +140,15 @@ class VideoReTalking(TalkingFaceModel):
             self.syncnet.eval()  # the frozen expert (BatchNorm statistics kept)
         if self.stage == "enet":
             self.lnet.eval()  # E-Net's L-Net is frozen, as the release's ENet sets requires_grad False
+        if self.stage != "dnet":
+            self.dnet.eval()  # D-Net only makes references outside its own stage
         return self
 
     # ---- data ----------------------------------------------------------------------------------
     def build_dataset(self, store: Any, split: str) -> Dataset | None:
         opts = self.options
+        if self.stage == "dnet":
+            return self._dnet_pairs(store, split)
         size = self.lnet_size * ENET_SCALE if self.stage == "enet" else self.lnet_size
         cls = SyncWindows if self.stage == "syncnet" else LNetWindows
         train = split == "train"
@@ -155,6 +160,35 @@ class VideoReTalking(TalkingFaceModel):
             if train:
                 raise
             logger.warning("videoretalking %s stage: no validation on split %r (%s)", self.stage, split, exc)
+            return None
+
+    def _dnet_pairs(self, store: Any, split: str) -> Dataset | None:
+        """PIRender-style pairs in the release's geometry: needs ReconNet's weights and the BFM's 3D landmarks."""
+        from ...errors import CheckpointError
+        from ...face3d import VIDEORETALKING_FACE3D, ReconNet, load_lm3d
+        from ...face3d.bfm_files import LANDMARKS_3D
+        from .dnet_data import DNetPairs
+        from .stabilise import Stabiliser, missing_files
+
+        opts = self.options
+        checkpoint_dir, bfm = Path(opts["checkpoint_dir"]), Path(opts["bfm_folder"])
+        missing = missing_files(checkpoint_dir, bfm, template=None, dnet=False)
+        if missing:
+            raise CheckpointError("videoretalking's dnet stage computes the release's 3DMM semantics of every clip: "
+                                  + "; ".join(missing))
+        recon = ReconNet.from_checkpoint(checkpoint_dir / VIDEORETALKING_FACE3D.filename, self.device)
+        stabiliser = Stabiliser(self.dnet, recon, load_lm3d(bfm), torch.zeros(64), self.device)
+        cache = Path(opts["cache_dir"] or Path(store.root) / "cache" / "videoretalking_dnet")
+        train = split == "train"
+        try:
+            return DNetPairs(store, split, stabiliser, [checkpoint_dir / VIDEORETALKING_FACE3D.filename,
+                                                        bfm / LANDMARKS_3D], cache,
+                             seed=None if train and opts["train_seed"] is None else int(opts["train_seed"] or 0),
+                             pairs_per_clip=int(opts["dnet_pairs_per_clip"]) if train else 4)
+        except DataError as exc:
+            if train:
+                raise
+            logger.warning("videoretalking dnet stage: no validation on split %r (%s)", split, exc)
             return None
 
     # ---- optimisation --------------------------------------------------------------------------
@@ -169,6 +203,9 @@ class VideoReTalking(TalkingFaceModel):
         betas = (0.5, 0.999)  # hq_wav2lip_train.py
         if self.stage == "syncnet":
             return {"optimizers": {"syncnet": torch.optim.Adam(self.syncnet.parameters(), lr=float(opts["syncnet_lr"]))}}
+        if self.stage == "dnet":  # PIRender's generator optimizer
+            return {"optimizers": {"dnet": torch.optim.Adam(self.dnet.parameters(), lr=float(opts["dnet_lr"]),
+                                                            betas=betas)}}
         generator = self.lnet if self.stage == "lnet" else self.enet
         discriminator = self.quality if self.stage == "lnet" else self.enet_quality
         return {"optimizers": {
@@ -179,7 +216,29 @@ class VideoReTalking(TalkingFaceModel):
     def training_step(self, batch: dict, step: int) -> dict[str, float]:
         if self.stage == "syncnet":
             return self._syncnet_step(batch)
+        if self.stage == "dnet":
+            return self._dnet_step(batch)
         return self._generator_step(batch)
+
+    def _dnet_losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """PIRender's objective on D-Net: perceptual(warp, target) · dnet_warp_weight + perceptual(fake, target) ·
+        dnet_final_weight + Gram style(fake, target) · dnet_style_weight (VGG19 on [0, 1] images)."""
+        opts = self.options
+        with self.autocast():
+            out = self.dnet(batch["source"], batch["driving"])
+            target = (batch["target"] + 1) / 2
+            warp, fake = (out["warp_image"].float() + 1) / 2, (out["fake_image"].float() + 1) / 2
+            losses = {"warp": float(opts["dnet_warp_weight"]) * self.perceptual(warp, target),
+                      "final": float(opts["dnet_final_weight"]) * self.perceptual(fake, target),
+                      "style": float(opts["dnet_style_weight"]) * self.perceptual.style(fake, target)}
+        losses["loss"] = losses["warp"] + losses["final"] + losses["style"]
+        return losses
+
+    def _dnet_step(self, batch: dict) -> dict[str, float]:
+        losses = self._dnet_losses(batch)
+        self.backward(losses["loss"])
+        self.optimizer_step(self.optimizers["dnet"])
+        return {name: value.item() for name, value in losses.items()}
 
     def _syncnet_loss(self, batch: dict) -> torch.Tensor:
         with self.autocast():
@@ -250,6 +309,8 @@ class VideoReTalking(TalkingFaceModel):
         """The expert's BCE (syncnet stage); the generated faces' L1 and sync loss (lnet, enet)."""
         if self.stage == "syncnet":
             return {"loss": self._syncnet_loss(batch).item()}
+        if self.stage == "dnet":
+            return {name: value.item() for name, value in self._dnet_losses(batch).items()}
         with self.autocast():
             fake = self.synthesise(batch).float()
         return {"loss": F.l1_loss(fake, batch["target"]).item()}

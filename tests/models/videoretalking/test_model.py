@@ -127,10 +127,36 @@ def _changed(model, before: dict) -> set[str]:
             if v.is_floating_point() and not torch.equal(v, before[k])}
 
 
+def release_files(folder: Path) -> tuple[Path, Path]:
+    """A checkpoint folder with a random ReconNet (``face3d_pretrain_epoch_20.pth``) and random expression templates,
+    and a BFM folder with the stand-in's 3D landmark template: what stabilised references and the dnet stage read."""
+    from scipy.io import savemat
+
+    from talkingface.face3d import ReconNet
+
+    checkpoints, bfm = folder / "checkpoints", folder / "bfm"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    bfm.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save({"net_recon": ReconNet().state_dict()}, checkpoints / "face3d_pretrain_epoch_20.pth")
+    rng = np.random.default_rng(0)
+    savemat(str(checkpoints / "expression.mat"), {"expression_center": rng.normal(size=(1, 64)),
+                                                   "expression_mouth": rng.normal(size=(1, 64))})
+    with np.load(Path(__file__).parent / "fixtures" / "official_stabilise.npz") as fixture:
+        savemat(str(bfm / "similarity_Lm3D_all.mat"), {"lm": fixture["lm"]})
+    return checkpoints, bfm
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory) -> tuple[Path, Path]:
+    return release_files(tmp_path_factory.mktemp("vrt_releases"))
+
+
 @pytest.mark.parametrize("stage,trained", [("syncnet", {"syncnet"}), ("lnet", {"lnet", "quality"}),
-                                           ("enet", {"enet", "enet_quality"})])
-def test_each_stage_trains_only_its_networks(stage: str, trained: set[str], store: ClipStore, tmp_path: Path):
-    model = build(tmp_path)
+                                           ("enet", {"enet", "enet_quality"}), ("dnet", {"dnet"})])
+def test_each_stage_trains_only_its_networks(stage: str, trained: set[str], store: ClipStore, releases, tmp_path: Path):
+    checkpoints, bfm = releases
+    model = build(tmp_path, checkpoint_dir=str(checkpoints), bfm_folder=str(bfm), dnet_pairs_per_clip=2)
     model.enter_stage(stage, None)
     model.train()
     model.optimizers = model.configure_optimizers()["optimizers"]
@@ -225,25 +251,13 @@ def test_dub_passes_faceless_frames_and_feeds_each_frame_its_mel_chunk(tmp_path:
     assert fed.shape == expected.shape and torch.equal(fed, expected)
 
 
-def test_dub_with_stabilised_references_runs_dnet_on_each_dubbed_frame(tmp_path: Path, monkeypatch):
+def test_dub_with_stabilised_references_runs_dnet_on_each_dubbed_frame(tmp_path: Path, releases, monkeypatch):
     """reference: stabilised, in-process with random weights: ReconNet's semantics in one pass, D-Net's face for
     every dubbed frame (in output order, ping-pong included), pasted back and cropped at the frame's box."""
-    from scipy.io import savemat
-
     from test_preprocess import face_video
-    from talkingface.face3d import ReconNet
     from talkingface.models.videoretalking import stabilise
 
-    checkpoints, bfm = tmp_path / "checkpoints", tmp_path / "bfm"
-    checkpoints.mkdir()
-    bfm.mkdir()
-    torch.manual_seed(0)
-    torch.save({"net_recon": ReconNet().state_dict()}, checkpoints / "face3d_pretrain_epoch_20.pth")
-    rng = np.random.default_rng(0)
-    savemat(str(checkpoints / "expression.mat"), {"expression_center": rng.normal(size=(1, 64)),
-                                                   "expression_mouth": rng.normal(size=(1, 64))})
-    with np.load(Path(__file__).parent / "fixtures" / "official_stabilise.npz") as fixture:
-        savemat(str(bfm / "similarity_Lm3D_all.mat"), {"lm": fixture["lm"]})
+    checkpoints, bfm = releases
     video = face_video(tmp_path / "src.mp4", seconds=0.4, fps=25, audio_seconds=0.6)  # audio longer: ping-pong
     model = build(tmp_path, reference="stabilised", checkpoint_dir=str(checkpoints), bfm_folder=str(bfm))
     calls: list[int] = []
@@ -273,5 +287,34 @@ def test_demo_pair_config_is_layered_over_the_release_defaults():
     assert opts["lnet_size"] == 96 and opts["disc_wt"] == 0.07  # the rest stays the release's / Wav2Lip's
     assert config["evaluate"]["control_audio_shift"] == 1.5 and "mouth_sync" in config["evaluate"]["metrics"]
     hdtf = talkingface.load_config("videoretalking", "hdtf")
-    assert list(hdtf["videoretalking"]["recipe"]) == ["syncnet", "lnet", "enet"]
+    assert list(hdtf["videoretalking"]["recipe"]) == ["syncnet", "lnet", "enet", "dnet"]
     assert hdtf["videoretalking"]["reference"] == "stabilised" and dict(hdtf["videoretalking"]["lnet"])["base_nc"] == 64
+
+
+def test_dnet_pairs_are_cut_once_and_driven_by_the_targets_own_window(store: ClipStore, releases, tmp_path: Path,
+                                                                      monkeypatch):
+    from talkingface.models.videoretalking import stabilise
+    from talkingface.models.videoretalking.semantics import driving_batch
+
+    checkpoints, bfm = releases
+    model = build(tmp_path, checkpoint_dir=str(checkpoints), bfm_folder=str(bfm), dnet_pairs_per_clip=3,
+                  cache_dir=str(tmp_path / "cache"))
+    model.enter_stage("dnet", None)
+    analysed = []
+    analyse = stabilise.Stabiliser.analyse
+    monkeypatch.setattr(stabilise.Stabiliser, "analyse", lambda self, *a: analysed.append(1) or analyse(self, *a))
+    data = model.build_dataset(store, "train")
+    again = model.build_dataset(store, "train")
+    assert len(analysed) == 1 and len(data) == 3  # the second build reads the cache
+    crops_path, semantics, faces = data.clips[0]
+    assert 12 not in faces and np.load(crops_path, mmap_mode="r").shape == (FRAMES, 256, 256, 3)
+    crops = np.load(crops_path)
+    for index in range(len(data)):
+        item = again[index]
+        target = [f for f in faces if torch.equal(stabilise.dnet_image(crops[f:f + 1])[0], item["target"])]
+        assert target and torch.equal(item["driving"], driving_batch(semantics, [target[0]])[0])
+        assert not torch.equal(item["source"], item["target"])
+    without = build(tmp_path, checkpoint_dir=str(tmp_path / "none"), bfm_folder=str(bfm))
+    without.enter_stage("dnet", None)
+    with pytest.raises(talkingface.errors.CheckpointError, match="face3d_pretrain_epoch_20.pth not found"):
+        without.build_dataset(store, "train")
