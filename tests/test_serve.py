@@ -1,6 +1,6 @@
 """``talkingface serve`` over a real socket on 127.0.0.1: health, a dub of 48 kHz stereo audio, a bad upload
 answered with a 400 while the server goes on, and two concurrent requests queued rather than interleaved.
-Bounded: one server per dubbing model (DINet, LawDNet), six requests each, each with a timeout."""
+Bounded: one server per dubbing model (DINet, LawDNet, VideoReTalking), six requests each, each with a timeout."""
 from __future__ import annotations
 
 import socket
@@ -22,7 +22,12 @@ from talkingface.media import probe_video, read_audio, write_wav
 from test_preprocess import face_video
 
 SETTINGS = {"dinet": {"mouth_region_size": 32, "audio_feature": "mfcc", "infer_batch": 4},
-            "lawdnet": {"mouth_region_size": 32, "audio_feature": "mfcc", "sync_audio_feature": "mfcc", "infer_batch": 4}}
+            "lawdnet": {"mouth_region_size": 32, "audio_feature": "mfcc", "sync_audio_feature": "mfcc", "infer_batch": 4},
+            "videoretalking": {"lnet": {"base_nc": 8, "max_nc": 64, "num_res_blocks": 1, "descriptor_nc": 32},
+                               "syncnet_width": 0.0625, "discriminator_width": 0.0625, "enet_width": 0.03125,
+                               "enet": False, "reference": "frame", "enhance": "none", "infer_batch": 4}}
+# each model's own generate option, given on the command line (the server passes it to every dub)
+FLAGS = {"dinet": ["--paste", "feathered"], "lawdnet": ["--paste", "feathered"], "videoretalking": ["--blend", "native"]}
 
 
 def free_port() -> int:
@@ -43,7 +48,7 @@ def server(tmp_path_factory, request):
     scratch.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "talkingface.cli", "serve", "--model", name, "--checkpoint", str(checkpoint),
-         "--video", str(template), "--port", str(port), "--paste", "feathered",
+         "--video", str(template), "--port", str(port), *FLAGS[name],
          *cli_tokens({name: SETTINGS[name], "progress": False})],
         env={**subprocess_env(threads=1), "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
