@@ -177,38 +177,36 @@ class VideoReTalkingDubbing(DubbingHooks):
         return out.flip(1)  # BGR -> RGB
 
     def paste(self, frame: np.ndarray, face: np.ndarray, info: Any) -> np.ndarray:
+        """The release's post-processing (module docstring); without ParseNet (or without a detected face) the
+        feathered paste."""
         box = info
         nets = self.nets
-        if nets is None or nets.parsenet is None:
+        if nets is None or nets.parsenet is None or nets.detector is None:
             return self._feathered(frame, face, box)
         from ...face.parsenet import mouth_mask
-        from .enhance import face_blend_mask, restore_frame
+        from .enhance import face_blend, restore_frame
 
         top, bottom, left, right = box
         pasted = paste_feathered(frame, face, box, np.ones((bottom - top, right - left), np.float32))
-        restored = pasted
-        if nets.gfpgan is not None:
-            restored = np.ascontiguousarray(restore_frame(pasted[..., ::-1].copy(), nets)[..., ::-1])
+        if nets.gfpgan is not None:  # GFPGAN on the frame; only its mouth and teeth are kept
+            restored = np.ascontiguousarray(restore_frame(np.ascontiguousarray(pasted[..., ::-1]), nets)[..., ::-1])
             mouth = np.zeros(frame.shape[:2], np.float32)
             mouth[top:bottom, left:right] = mouth_mask(nets.parsenet, restored[top:bottom, left:right],
                                                        channels="rgb")  # {0, 1}, as the release's uint8 cast
             pasted = self._blend(pasted, restored, mouth, box, 10)
-        mask = face_blend_mask(pasted[..., ::-1].copy(), nets)
-        if mask is None:
+        blend = face_blend(np.ascontiguousarray(pasted[..., ::-1]), nets, bbox=box)
+        if blend is None:  # no face found at 0.9 (the release raises)
             return self._feathered(frame, face, box)
-        box_mask = np.zeros(frame.shape[:2], np.float32)
-        box_mask[top:max(bottom - 5, top), left:right] = 1.0
-        return self._blend(frame, pasted, mask * box_mask, box, 6)
+        return self._blend(frame, np.ascontiguousarray(blend.face[..., ::-1]), blend.mask, box, 6)
 
     def _blend(self, base: np.ndarray, top: np.ndarray, mask: np.ndarray, box, levels: int) -> np.ndarray:
+        """``top`` over ``base`` where ``mask`` is 1, Laplacian pyramids of ``levels``: whole frames at 512 and back
+        (``official``) or inside the face box at the frame's resolution (``native``); uint8 frames."""
         from .blending import blend_native, blend_official
 
         if self.blend == "official":
-            out = blend_official(base.astype(np.float32), top.astype(np.float32), mask, levels)
-        else:
-            out = blend_native(base.astype(np.float32), top.astype(np.float32), mask, box, levels,
-                               margin=max(8, (box[1] - box[0]) // 8))
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            return blend_official(base, top, mask, levels, uint8=True)
+        return blend_native(base, top, mask, box, levels, margin=max(8, (box[1] - box[0]) // 8))
 
     def _feathered(self, frame: np.ndarray, face: np.ndarray, box) -> np.ndarray:
         """The face pasted with a soft border and a soft upper edge at the box's middle (the L-Net regenerates

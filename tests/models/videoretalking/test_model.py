@@ -318,3 +318,50 @@ def test_dnet_pairs_are_cut_once_and_driven_by_the_targets_own_window(store: Cli
     without.enter_stage("dnet", None)
     with pytest.raises(talkingface.errors.CheckpointError, match="face3d_pretrain_epoch_20.pth not found"):
         without.build_dataset(store, "train")
+
+
+@pytest.mark.parametrize("blend", ["native", "official"])
+def test_paste_runs_the_releases_post_processing(blend: str, monkeypatch):
+    """The pasted face, GFPGAN's frame with only ParseNet's mouth kept, then the face blend over the original frame:
+    ``native`` leaves every pixel outside the grown face box bit for bit (HD stays sharp), ``official`` resamples the
+    whole frame at 512 (the release's blur). Networks replaced by stand-ins: this checks the wiring."""
+    from talkingface.face import parsenet
+    from talkingface.models.videoretalking import enhance
+    from talkingface.models.videoretalking.dubbing import VideoReTalkingDubbing
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    box = (300, 500, 600, 800)
+    face = np.full((96, 96, 3), 0.5, np.float32)
+    restored_value, face_value = 10, 250
+    monkeypatch.setattr(enhance, "restore_frame", lambda bgr, nets: np.full_like(bgr, restored_value))
+    mouth = np.zeros((200, 200), np.uint8)
+    mouth[100:180, 30:170] = 1
+    monkeypatch.setattr(parsenet, "mouth_mask", lambda net, crop, channels: mouth)
+    face_mask = np.zeros(frame.shape[:2], np.float32)
+    face_mask[320:480, 620:780] = 1
+
+    def face_blend(bgr, nets, bbox):
+        assert tuple(bbox) == box
+        # the frame handed to the face blend: GFPGAN's pixels blended in at the mouth, the pasted face (0.5 -> 128)
+        # away from it. (The uniform stand-in has only a DC level, which the official 10 levels at 512 mix over the
+        # whole frame: there the mouth stays near 128.)
+        assert (np.abs(bgr[305, 605].astype(int) - 128) <= 6).all()
+        if blend == "native":
+            assert (bgr[300 + 140, 600 + 100] < 118).all()
+        return enhance.FaceBlend(np.full_like(bgr, face_value), face_mask, face_mask, face_mask)
+
+    monkeypatch.setattr(enhance, "face_blend", face_blend)
+    model = build()
+    hooks = VideoReTalkingDubbing(model, enhance="none", blend=blend)
+    hooks.nets = enhance.EnhancementNets(detector=object(), gpen=None, gfpgan=object(), parsenet=object())
+    out = hooks.paste(frame, face, box)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    centre = out[390:410, 690:710].astype(float).mean()  # inside the face mask: the blended face
+    assert abs(centre - face_value) <= 2 if blend == "native" else centre > 200  # official: mixed at 512
+    outside = np.ones(frame.shape[:2], bool)
+    outside[300 - 25:500 + 25, 600 - 25:800 + 25] = False
+    if blend == "native":
+        assert np.array_equal(out[outside], frame[outside])
+    else:
+        assert np.abs(out[outside].astype(int) - frame[outside]).mean() > 20  # noise resampled at 512 and back
