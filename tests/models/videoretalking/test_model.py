@@ -32,21 +32,21 @@ def landmarks_at(dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
     return np.stack([64 + dx + 30 * np.cos(angles), 65 + dy + 35 * np.sin(angles)], axis=1)
 
 
-def make_store(root: Path, faceless: int | None = 12) -> ClipStore:
-    """One 40-frame clip: a moving gradient, ring landmarks, random (80, 16) mel chunks; ``faceless`` has none."""
+def make_store(root: Path, faceless: int | None = 12, frames: int = FRAMES) -> ClipStore:
+    """One clip of ``frames``: a moving gradient, ring landmarks, random (80, 16) mel chunks; ``faceless`` has none."""
     rng = np.random.default_rng(0)
     clip = root / "clips" / "a"
     (clip / "features").mkdir(parents=True)
     y, x = np.mgrid[0:SIZE, 0:SIZE]
     with VideoWriter(clip / "video.mp4", 25) as writer:
-        for t in range(FRAMES):
+        for t in range(frames):
             writer.write(np.stack([(x * 2 + t) % 256, (y * 2) % 256, np.full_like(x, 60 + t)], -1).astype(np.uint8))
-    landmarks = np.stack([landmarks_at(t % 3, 0) for t in range(FRAMES)])
+    landmarks = np.stack([landmarks_at(t % 3, 0) for t in range(frames)])
     if faceless is not None:
         landmarks[faceless] = np.nan
     np.save(clip / "landmarks.npy", landmarks.astype(np.float32))
-    np.save(clip / "features" / "mel.npy", rng.normal(size=(FRAMES, 80, 16)).astype(np.float32))
-    (clip / "meta.json").write_text(json.dumps({"fps": 25, "frames": FRAMES, "width": SIZE, "height": SIZE}))
+    np.save(clip / "features" / "mel.npy", rng.normal(size=(frames, 80, 16)).astype(np.float32))
+    (clip / "meta.json").write_text(json.dumps({"fps": 25, "frames": frames, "width": SIZE, "height": SIZE}))
     (root / "splits").mkdir(parents=True)
     (root / "splits" / "train.txt").write_text("a\n")
     return ClipStore(root)
@@ -55,6 +55,12 @@ def make_store(root: Path, faceless: int | None = 12) -> ClipStore:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> ClipStore:
     return make_store(tmp_path_factory.mktemp("vrt_store"))
+
+
+@pytest.fixture(scope="module")
+def short_store(tmp_path_factory) -> ClipStore:
+    """12 frames (frame 5 faceless): D-Net's pairs run ReconNet on every frame."""
+    return make_store(tmp_path_factory.mktemp("vrt_short_store"), faceless=5, frames=12)
 
 
 def build(tmp: Path | None = None, **options) -> talkingface.TalkingFaceModel:
@@ -154,14 +160,16 @@ def releases(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("stage,trained", [("syncnet", {"syncnet"}), ("lnet", {"lnet", "quality"}),
                                            ("enet", {"enet", "enet_quality"}), ("dnet", {"dnet"})])
-def test_each_stage_trains_only_its_networks(stage: str, trained: set[str], store: ClipStore, releases, tmp_path: Path):
+def test_each_stage_trains_only_its_networks(stage: str, trained: set[str], store: ClipStore, short_store: ClipStore,
+                                            releases, tmp_path: Path):
     checkpoints, bfm = releases
+    store = short_store if stage == "dnet" else store
     model = build(tmp_path, checkpoint_dir=str(checkpoints), bfm_folder=str(bfm), dnet_pairs_per_clip=2)
     model.enter_stage(stage, None)
     model.train()
     model.optimizers = model.configure_optimizers()["optimizers"]
     data = model.build_dataset(store, "train")
-    batch = torch.utils.data.default_collate([data[0], data[1]])
+    batch = torch.utils.data.default_collate([data[0]] if stage == "dnet" else [data[0], data[1]])  # D-Net: 101 GFLOP
     before = {k: v.clone() for k, v in model.state_dict().items()}
     scalars = model.training_step(batch, 0)
     assert np.isfinite(list(scalars.values())).all()
@@ -258,7 +266,7 @@ def test_dub_with_stabilised_references_runs_dnet_on_each_dubbed_frame(tmp_path:
     from talkingface.models.videoretalking import stabilise
 
     checkpoints, bfm = releases
-    video = face_video(tmp_path / "src.mp4", seconds=0.4, fps=25, audio_seconds=0.6)  # audio longer: ping-pong
+    video = face_video(tmp_path / "src.mp4", seconds=0.12, fps=25, audio_seconds=0.2)  # audio longer: ping-pong
     model = build(tmp_path, reference="stabilised", checkpoint_dir=str(checkpoints), bfm_folder=str(bfm))
     calls: list[int] = []
     stabilised = stabilise.Stabiliser.stabilised
@@ -272,7 +280,7 @@ def test_dub_with_stabilised_references_runs_dnet_on_each_dubbed_frame(tmp_path:
     from talkingface.dubbing import ping_pong
 
     count = probe_video(out).frame_count
-    assert count > 10 and calls == ping_pong(10, count).tolist()  # e.g. 0 .. 9, 9, 8, ...
+    assert count > 3 and calls == ping_pong(3, count).tolist()  # e.g. 0, 1, 2, 2, 1
     with pytest.raises(talkingface.errors.CheckpointError, match="expression.mat not found"):
         build(tmp_path, reference="stabilised", checkpoint_dir=str(tmp_path / "none"),
               bfm_folder=str(bfm)).generate(video, video, tmp_path / "bad.mp4")
@@ -291,23 +299,24 @@ def test_demo_pair_config_is_layered_over_the_release_defaults():
     assert hdtf["videoretalking"]["reference"] == "stabilised" and dict(hdtf["videoretalking"]["lnet"])["base_nc"] == 64
 
 
-def test_dnet_pairs_are_cut_once_and_driven_by_the_targets_own_window(store: ClipStore, releases, tmp_path: Path,
-                                                                      monkeypatch):
+def test_dnet_pairs_are_cut_once_and_driven_by_the_targets_own_window(short_store: ClipStore, releases,
+                                                                      tmp_path: Path, monkeypatch):
     from talkingface.models.videoretalking import stabilise
     from talkingface.models.videoretalking.semantics import driving_batch
 
     checkpoints, bfm = releases
-    model = build(tmp_path, checkpoint_dir=str(checkpoints), bfm_folder=str(bfm), dnet_pairs_per_clip=3,
-                  cache_dir=str(tmp_path / "cache"))
+    store = short_store
+    model = build(tmp_path, checkpoint_dir=str(checkpoints), bfm_folder=str(bfm), dnet_pairs_per_clip=3)
     model.enter_stage("dnet", None)
     analysed = []
     analyse = stabilise.Stabiliser.analyse
     monkeypatch.setattr(stabilise.Stabiliser, "analyse", lambda self, *a: analysed.append(1) or analyse(self, *a))
-    data = model.build_dataset(store, "train")
+    data = model.build_dataset(store, "train")  # the store's cache may hold the clip already (the stage test)
+    first = len(analysed)
     again = model.build_dataset(store, "train")
-    assert len(analysed) == 1 and len(data) == 3  # the second build reads the cache
+    assert first <= 1 and len(analysed) == first and len(data) == 3  # the second build reads the cache
     crops_path, semantics, faces = data.clips[0]
-    assert 12 not in faces and np.load(crops_path, mmap_mode="r").shape == (FRAMES, 256, 256, 3)
+    assert 5 not in faces and np.load(crops_path, mmap_mode="r").shape == (12, 256, 256, 3)
     crops = np.load(crops_path)
     for index in range(len(data)):
         item = again[index]
