@@ -59,3 +59,11 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 63-bit seed unique to (seed, epoch, index)."""
     value = (seed * 1_000_003 + epoch) * 2_147_483_647 + index
     return (value * 6364136223846793005 + 1442695040888963407) % (2**63)
+
+
+def item_generator(seed: int | None, epoch: int, index: int) -> np.random.Generator:
+    """Dataset item ``index``'s generator in ``epoch``: seeded by ``sample_seed(seed, epoch, index)`` (the same draws
+    in every worker and on resume), or fresh from numpy's global generator when ``seed`` is None."""
+    if seed is None:
+        return np.random.default_rng(int(np.random.randint(0, 2**62, dtype=np.int64)))
+    return np.random.default_rng(sample_seed(int(seed), int(epoch), int(index)))

@@ -74,18 +74,24 @@ def nms(dets: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
+def decode_detections(loc: torch.Tensor, scores: torch.Tensor, landmarks: torch.Tensor, height: int,
+                      width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every prior's box (N, 4), five points (N, 10) in input pixels and face score (N,), as numpy arrays."""
+    priors = prior_boxes(height, width).to(loc.device)
+    scale = torch.tensor([width, height] * 2, dtype=torch.float32, device=loc.device)
+    scale_points = torch.tensor([width, height] * 5, dtype=torch.float32, device=loc.device)
+    boxes = (decode(loc, priors, VARIANCES) * scale).cpu().numpy()
+    points = (decode_landmarks(landmarks, priors, VARIANCES) * scale_points).cpu().numpy()
+    return boxes, points, scores[:, 1].cpu().numpy()
+
+
 def postprocess(loc: torch.Tensor, scores: torch.Tensor, landmarks: torch.Tensor, height: int, width: int,
                 confidence_threshold: float = CONFIDENCE_THRESHOLD, nms_threshold: float = NMS_THRESHOLD,
                 top_k: int = TOP_K, keep_top_k: int = KEEP_TOP_K) -> tuple[np.ndarray, np.ndarray]:
     """One image's network outputs ((N, 4), (N, 2), (N, 10)) on a ``height`` x ``width`` input -> ``dets`` (K, 5)
     float32 [x1, y1, x2, y2, score] and ``points`` (K, 10) (x1, y1, ..., x5, y5) in the network's dtype, in input
     pixels, best first."""
-    priors = prior_boxes(height, width).to(loc.device)
-    scale = torch.tensor([width, height] * 2, dtype=torch.float32, device=loc.device)
-    scale_points = torch.tensor([width, height] * 5, dtype=torch.float32, device=loc.device)
-    boxes = (decode(loc, priors, VARIANCES) * scale).cpu().numpy()
-    points = (decode_landmarks(landmarks, priors, VARIANCES) * scale_points).cpu().numpy()
-    face = scores[:, 1].cpu().numpy()
+    boxes, points, face = decode_detections(loc, scores, landmarks, height, width)
     above = np.where(face > confidence_threshold)[0]
     boxes, points, face = boxes[above], points[above], face[above]
     order = face.argsort()[::-1][:top_k]

@@ -25,18 +25,25 @@ def detection_scale(height: int, width: int) -> float:
     return RESIZED_SIDE / longest if longest > MAX_SIDE else 1.0
 
 
-def _axis(size: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices (first, second) and float32 weights (first, second) of each output pixel along one axis."""
-    out = int(round(size * scale))
-    position = ((np.arange(out, dtype=np.float64) + 0.5) * (1.0 / scale) - 0.5).astype(np.float32)
+def linear_axis(src: int, dst: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's generic INTER_LINEAR along one axis of ``src`` pixels resized to ``dst`` (``scale``: source pixels per
+    output pixel, as OpenCV computes it): source indices (first, second) and float32 weights (first, second);
+    positions ``float32((d + 0.5) * scale - 0.5)``, one before the first pixel or at/after the last takes that pixel
+    with weight 1."""
+    position = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
     first = np.floor(position)
     frac = (position - first).astype(np.float32)
     first = first.astype(np.int64)
-    outside = (first < 0) | (first >= size - 1)
+    outside = (first < 0) | (first >= src - 1)
     frac[outside] = 0.0
-    first = np.clip(first, 0, size - 1)
-    second = np.minimum(first + 1, size - 1)
+    first = np.clip(first, 0, src - 1)
+    second = np.minimum(first + 1, src - 1)
     return first, second, (np.float32(1.0) - frac).astype(np.float32), frac
+
+
+def _axis(size: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``linear_axis`` for a resize by ``scale`` (output ``round(size * scale)`` pixels)."""
+    return linear_axis(size, int(round(size * scale)), 1.0 / scale)
 
 
 def resize_linear(image: np.ndarray, scale: float) -> np.ndarray:

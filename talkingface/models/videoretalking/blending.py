@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...face.parsenet.imageops import resize_linear_u8
+from ...face.retinaface.preprocess import linear_axis
 
 _KERNEL = (1.0, 4.0, 6.0, 4.0, 1.0)  # pyrDown's taps along one axis (divided by 16)
 MIN_LEVEL_SIZE = 4  # blend_native: the short side of the coarsest pyramid level is at least this (when possible)
@@ -134,18 +135,10 @@ def laplacian_pyramid_blend(a: np.ndarray, b: np.ndarray, mask: np.ndarray, leve
 
 
 def _linear_axis(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV's generic INTER_LINEAR along one axis (float images): source indices (first, second) and float32
-    weights (first, second); positions ``float32((d + 0.5) * scale - 0.5)``, one before the first pixel or at/after
-    the last takes that pixel with weight 1."""
-    scale = 1.0 / (dst / src)  # OpenCV: inv_scale = (double)dst / src; scale = 1. / inv_scale
-    position = ((np.arange(dst) + 0.5) * scale - 0.5).astype(np.float32)
-    first = np.floor(position)
-    frac = (position - first).astype(np.float32)
-    first = first.astype(np.int64)
-    outside = (first < 0) | (first >= src - 1)
-    frac[outside] = 0.0
-    first = np.clip(first, 0, src - 1)
-    return first, np.minimum(first + 1, src - 1), (np.float32(1.0) - frac).astype(np.float64), frac.astype(np.float64)
+    """OpenCV's generic INTER_LINEAR along one axis (``linear_axis`` with OpenCV's ``1 / (dst / src)``), float64
+    weights."""
+    first, second, w0, w1 = linear_axis(src, dst, 1.0 / (dst / src))
+    return first, second, w0.astype(np.float64), w1.astype(np.float64)
 
 
 def resize_linear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

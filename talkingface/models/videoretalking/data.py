@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from ...errors import DataError
 from ...media import probe_video
+from ...seeding import item_generator
 from ..dinet.data.cache import cached_crops, open_crops
 from ..dinet.data.clips import ClipCrop, ClipPlan
 from ..dinet.data.crops import crop_face
@@ -151,11 +152,7 @@ class FaceWindows(Dataset):
 
     def generator(self, index: int) -> np.random.Generator:
         """Item ``index``'s generator: from ``seed``, the epoch and the index, or fresh when ``seed`` is None."""
-        if self.seed is None:
-            return np.random.default_rng(int(np.random.randint(0, 2**62, dtype=np.int64)))
-        from ...seeding import sample_seed
-
-        return np.random.default_rng(sample_seed(int(self.seed), self.epoch, int(index)))
+        return item_generator(self.seed, self.epoch, index)
 
     def __len__(self) -> int:
         return len(self.index) * self.repeats

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from ...errors import DataError
 from ...io_utils import atomic_path
 from ...media import iter_frames, probe_video
+from ...seeding import item_generator
 from .data import _clip_valid
 from .semantics import driving_batch
 from .stabilise import FACE_SIZE, Stabiliser, dnet_image, face_crop
@@ -95,12 +96,7 @@ class DNetPairs(Dataset):
         crops_path, semantics, faces = self.clips[slot]
         if slot not in self._opened:
             self._opened[slot] = np.load(crops_path, mmap_mode="r")
-        if self.seed is None:
-            rng = np.random.default_rng()
-        else:
-            from ...seeding import sample_seed
-
-            rng = np.random.default_rng(sample_seed(int(self.seed), self.epoch, int(index)))
+        rng = item_generator(self.seed, self.epoch, index)
         source, target = (int(f) for f in rng.choice(faces, size=2, replace=False))
         crops = self._opened[slot]
         images = dnet_image(np.stack([crops[source], crops[target]]))

@@ -70,9 +70,7 @@ import torch
 from ...device import resolve_device
 from ...errors import DataError
 from ...face.parsenet import PARSENET_LATEST, ParseNet, face_masks, gaussian_blur, load_parsenet
-from ...face.retinaface import (BGR_MEAN, RETINAFACE_R50, VARIANCES, RetinaFace, RetinaFaceDetector,
-                                decode_landmarks, prior_boxes)
-from ...face.s3fd.boxes import decode
+from ...face.retinaface import BGR_MEAN, RETINAFACE_R50, RetinaFace, RetinaFaceDetector, decode_detections
 from ...restoration.gfpgan import GFPGAN_V13, GFPGANv1Clean, load_gfpgan
 from ...restoration.gfpgan import restore_faces as gfpgan_restore
 from ...restoration.gpen import GPEN_BFR_512, FullGenerator, load_gpen
@@ -637,12 +635,7 @@ def facexlib_faces(detector: RetinaFaceDetector, image: np.ndarray) -> tuple[np.
     pixels = np.asarray(image, dtype=np.float32) - np.asarray(BGR_MEAN, dtype=np.float32)
     height, width = pixels.shape[:2]
     loc, scores, landmarks = detector.forward(pixels)
-    priors = prior_boxes(height, width).to(loc.device)
-    scale = torch.tensor([width, height] * 2, dtype=torch.float32, device=loc.device)
-    scale_points = torch.tensor([width, height] * 5, dtype=torch.float32, device=loc.device)
-    boxes = (decode(loc, priors, VARIANCES) * scale).cpu().numpy()
-    points = (decode_landmarks(landmarks, priors, VARIANCES) * scale_points).cpu().numpy()
-    face = scores[:, 1].cpu().numpy()
+    boxes, points, face = decode_detections(loc, scores, landmarks, height, width)
     above = np.where(face > FACEXLIB_THRESHOLD)[0]
     order = face[above].argsort()[::-1]
     boxes, points, face = boxes[above][order], points[above][order], face[above][order]

@@ -147,11 +147,9 @@ class _DINetDataset(Dataset):
 
     def generator(self, index: int) -> np.random.Generator:
         """The generator of item ``index`` (see the module docstring)."""
-        if self.seed is None:
-            return np.random.default_rng(int(np.random.randint(0, 2**62, dtype=np.int64)))
-        from ....seeding import sample_seed
+        from ....seeding import item_generator
 
-        return np.random.default_rng(sample_seed(int(self.seed), self.epoch, int(index)))
+        return item_generator(self.seed, self.epoch, index)
 
     def __len__(self) -> int:
         return len(self.clips) * self.augment_num
