@@ -74,6 +74,7 @@ class VideoReTalking(TalkingFaceModel):
         self.sync_weight = float(opts["syncnet_wt_start"])
         self._sync_average: float | None = None
         self._perceptual: PerceptualLoss | None = None
+        self._arcface: Any = None  # E-Net's identity network, loaded on first use (False: absent)
         if opts["release_dir"]:
             self.load_releases(opts["release_dir"])
 
@@ -289,8 +290,9 @@ class VideoReTalking(TalkingFaceModel):
                 gan = F.binary_cross_entropy(discriminator(fake).float().clamp(1e-7, 1 - 1e-7),
                                              torch.ones(len(frames_fake), 1, device=fake.device))
                 perception = self.perceptual(frames_fake, frames_real)
+                identity = self._identity_loss(frames_fake, frames_real)
                 sync_wt, disc_wt = self.sync_weight, float(opts["disc_wt"])
-                loss = sync_wt * sync + disc_wt * gan + (1.0 - sync_wt - disc_wt) * l1 + perception
+                loss = sync_wt * sync + disc_wt * gan + (1.0 - sync_wt - disc_wt) * l1 + perception + identity
             self.backward(loss)
         self.optimizer_step(self.optimizers["generator"])
         with self.autocast():
@@ -301,8 +303,38 @@ class VideoReTalking(TalkingFaceModel):
         self.backward(d_loss)
         self.optimizer_step(self.optimizers["discriminator"])
         self._update_sync_weight(sync.item())
-        return {"loss": loss.item(), "l1": l1.item(), "sync": sync.item(), "gan": gan.item(),
-                "perception": perception.item(), "d": d_loss.item(), "sync_wt": sync_wt}
+        scalars = {"loss": loss.item(), "l1": l1.item(), "sync": sync.item(), "gan": gan.item(),
+                   "perception": perception.item(), "d": d_loss.item(), "sync_wt": sync_wt}
+        return {**scalars, "identity": identity.item()} if self.stage == "enet" else scalars
+
+    def _identity_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """E-Net stage: ``lamb_identity`` × ArcFace's ``1 - cos`` between the generated and real faces (the paper's
+        identity term; iresnet100 from ``arcface_weights``). Without the weights: 0 and one warning, or an error
+        with ``identity_fallback: error``. 0 in the other stages."""
+        weight = float(self.options["lamb_identity"])
+        if self.stage != "enet" or weight == 0:
+            return fake.new_zeros(())
+        if self._arcface is None:
+            from ...errors import CheckpointError
+            from ...face.arcface import ARCFACE_R100, load_arcface
+
+            path = Path(self.options["arcface_weights"] or ARCFACE_R100.default_path())
+            reason = ARCFACE_R100.missing_reason(path)
+            if reason is None:
+                # kept out of the module tree: not part of the model's state dict
+                self.__dict__["_arcface"] = load_arcface(path, str(self.options["arcface_network"]), fake.device)
+            elif str(self.options["identity_fallback"]) == "error":
+                raise CheckpointError(f"E-Net's identity loss needs ArcFace's weights: {reason} "
+                                      f"(or set videoretalking.identity_fallback: skip)")
+            else:
+                logger.warning("videoretalking enet stage: ArcFace weights missing (%s); training without the "
+                               "identity loss. Source: %s", reason, ARCFACE_R100.source)
+                self.__dict__["_arcface"] = False
+        if self._arcface is False:
+            return fake.new_zeros(())
+        from ...face.arcface import identity_loss
+
+        return weight * identity_loss(self._arcface, fake.float(), real.float(), color="bgr")
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict[str, float]:

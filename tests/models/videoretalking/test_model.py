@@ -374,3 +374,21 @@ def test_paste_runs_the_releases_post_processing(blend: str, monkeypatch):
         assert np.array_equal(out[outside], frame[outside])
     else:
         assert np.abs(out[outside].astype(int) - frame[outside]).mean() > 20  # noise resampled at 512 and back
+
+
+def test_enet_identity_loss_uses_arcface_when_present_and_warns_when_not(store: ClipStore, tmp_path: Path, caplog):
+    from talkingface.face.arcface import iresnet18
+
+    torch.manual_seed(0)
+    torch.save(iresnet18().state_dict(), tmp_path / "r18.pth")
+    for weights, expect in ((str(tmp_path / "r18.pth"), True), (str(tmp_path / "absent.pth"), False)):
+        model = build(tmp_path, arcface_weights=weights, arcface_network="r18", lamb_identity=0.4)
+        model.enter_stage("enet", None)
+        model.train()
+        model.optimizers = model.configure_optimizers()["optimizers"]
+        data = model.build_dataset(store, "train")
+        with caplog.at_level(logging.WARNING):
+            scalars = model.training_step(torch.utils.data.default_collate([data[0]]), 0)
+        assert (scalars["identity"] > 0) == expect
+        assert ("ArcFace weights missing" in caplog.text) == (not expect)
+        assert not any(k.startswith("_arcface") for k in model.state_dict())  # not part of the checkpoint
