@@ -139,8 +139,9 @@ class VideoReTalkingDubbing(DubbingHooks):
         from .stabilise import build_stabiliser
 
         self.stabiliser = build_stabiliser(self.model, self.expression, self.device)
+        height, width = source.frame_size
         self.state = self.stabiliser.analyse(iter_frames(source.path, fps=source.fps), source.landmarks,
-                                             source.valid, source.frame_size)
+                                             source.valid, (width, height))
 
     def _reference(self, frame: np.ndarray, frame_index: int, box: tuple[int, int, int, int]) -> torch.Tensor:
         if self.reference == "frame":

@@ -266,7 +266,10 @@ def test_dub_with_stabilised_references_runs_dnet_on_each_dubbed_frame(tmp_path:
     from talkingface.models.videoretalking import stabilise
 
     checkpoints, bfm = releases
-    video = face_video(tmp_path / "src.mp4", seconds=0.12, fps=25, audio_seconds=0.2)  # audio longer: ping-pong
+    from test_preprocess import face_image
+
+    wide = np.pad(face_image(), ((0, 0), (40, 40), (0, 0)), mode="edge")  # 224 x 304: (width, height) matters
+    video = face_video(tmp_path / "src.mp4", seconds=0.12, fps=25, audio_seconds=0.2, frame=wide)  # ping-pong
     model = build(tmp_path, reference="stabilised", checkpoint_dir=str(checkpoints), bfm_folder=str(bfm))
     calls: list[int] = []
     stabilised = stabilise.Stabiliser.stabilised
