@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
+def file_identity(path: str | Path) -> list[Any]:
+    """``[resolved path, size, mtime_ns]``: what cache keys and fingerprints record of a file they depend on."""
+    path = Path(path)
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -16,6 +16,7 @@ import torch
 from ..config import Config
 from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError, DataError
+from ..io_utils import file_identity
 from ..media import iter_frames
 from ..registry import register_preprocess_step
 from .steps import STEP_FILE, PreprocessStep
@@ -33,11 +34,6 @@ def nearest_valid(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
     good = np.flatnonzero(valid)
     return landmarks[good[nearest_of(good, len(valid))]]
-
-
-def _file_id(path: Path) -> list[Any]:
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
 @register_preprocess_step(STEP_NAME)
@@ -112,11 +108,11 @@ class Face3dStep(PreprocessStep):
         files = [self.convention.model_file] if self.method == "fit" else []
         if self.convention is face3d.DEEP3DFACERECON:
             files.append(face3d.bfm_files.LANDMARKS_3D)
-        found = {name: _file_id(folder / name) for name in files if (folder / name).is_file()}
+        found = {name: file_identity(folder / name) for name in files if (folder / name).is_file()}
         settings: dict[str, Any] = {"method": self.method, "convention": self.convention.name, "bfm": found,
                                     "standin": face3d.is_standin(folder)}
         if self.method == "recon":
-            settings["weights"] = _file_id(self.weights)
+            settings["weights"] = file_identity(self.weights)
         else:
             settings["fit"] = self.fit_settings().to_dict()
         if self.convention is face3d.AUDIODVP:
@@ -129,9 +125,7 @@ class Face3dStep(PreprocessStep):
 
         started = time.perf_counter()
         landmarks = clip.landmarks().astype(np.float64)
-        valid_path = clip.root / "face_valid.npy"
-        valid = np.load(valid_path) if valid_path.is_file() else ~np.isnan(landmarks).any(axis=(1, 2))
-        valid = valid & ~np.isnan(landmarks).any(axis=(1, 2))
+        valid = clip.face_valid(landmarks)
         if not valid.any():
             raise DataError(f"{clip.root}: no frame has a face; the face3d step needs landmarks")
         meta = clip.meta

@@ -54,6 +54,24 @@ class Clip:
         """``(T, 68, 2)`` float32 landmarks in frame coordinates."""
         return self._load_array(self.root / "landmarks.npy")
 
+    def face_valid(self, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """``(T,)`` frames with a face: ``face_valid.npy`` where preprocessing wrote it, and finite ``landmarks``
+        (the clip's own unless given)."""
+        landmarks = self.landmarks() if landmarks is None else landmarks
+        valid = ~np.isnan(landmarks).any(axis=(1, 2))
+        path = self.root / "face_valid.npy"
+        return valid & np.load(path) if path.is_file() else valid
+
+    def frame_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the clip's frames: from its metadata, else probed from the video."""
+        meta = self.meta
+        if "height" in meta and "width" in meta:
+            return int(meta["height"]), int(meta["width"])
+        from ..media import probe_video
+
+        info = probe_video(self.video_path)
+        return info.height, info.width
+
     def feature(self, name: str) -> np.ndarray:
         """Audio features of extractor ``name`` aligned to frames: ``(T, ...)``."""
         return self._load_array(self.root / "features" / f"{name}.npy")

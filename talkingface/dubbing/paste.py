@@ -35,7 +35,8 @@ def to_frame_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def _smoothstep(t: np.ndarray) -> np.ndarray:
+def smoothstep(t: np.ndarray) -> np.ndarray:
+    """``3t² − 2t³`` of ``t`` clipped to [0, 1]: the soft ramp of every feathered alpha."""
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
@@ -43,8 +44,8 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 def _ramp(length: int, width_start: float, width_end: float) -> np.ndarray:
     """1-D alpha along one axis: 0 -> 1 over ``width_start`` pixels from the start, 1 -> 0 at the end."""
     centres = np.arange(length) + 0.5
-    start = _smoothstep(centres / width_start) if width_start > 0 else np.ones(length)
-    end = _smoothstep((length - centres) / width_end) if width_end > 0 else np.ones(length)
+    start = smoothstep(centres / width_start) if width_start > 0 else np.ones(length)
+    end = smoothstep((length - centres) / width_end) if width_end > 0 else np.ones(length)
     return start * end
 
 

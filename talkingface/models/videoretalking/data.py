@@ -20,12 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ...errors import DataError
-from ...media import probe_video
-from ...seeding import item_generator
-from ..dinet.data.cache import cached_crops, open_crops
+from ..common.datasets import SeededMemmapDataset
+from ..dinet.data.cache import cached_crops
 from ..dinet.data.clips import ClipCrop, ClipPlan
 from ..dinet.data.crops import crop_face
 
@@ -88,12 +86,6 @@ def to_bgr_tensor(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(crops[..., ::-1], dtype=np.float32) / 255.0).movedim(-1, -3)
 
 
-def _clip_valid(clip: Any, landmarks: np.ndarray) -> np.ndarray:
-    valid = ~np.isnan(landmarks).any(axis=(1, 2))
-    path = clip.root / "face_valid.npy"
-    return valid & np.load(path) if path.is_file() else valid
-
-
 class _StoredFaces:
     """One usable clip: its crop file, mel chunks and the first frames of its usable windows."""
 
@@ -101,12 +93,12 @@ class _StoredFaces:
         self.name, self.crops_path, self.mels, self.starts = name, crops_path, mels, starts
 
 
-class FaceWindows(Dataset):
+class FaceWindows(SeededMemmapDataset):
     """Per-clip face crops at ``size`` (cached in ``cache_dir``) and their 5-frame windows; items per subclass."""
 
     def __init__(self, store: Any, split: str, size: int, pads: Sequence[float] = (0, 20, 0, 0),
                  seed: int | None = None, cache_dir: str | Path | None = None, repeats: int = 1):
-        self.size, self.seed, self.epoch, self.repeats = int(size), seed, 0, max(int(repeats), 1)
+        self.size, self.seed, self.repeats = int(size), seed, max(int(repeats), 1)
         self.cache_dir = Path(cache_dir) if cache_dir else Path(store.root) / "cache" / "videoretalking_faces"
         self.clips: list[_StoredFaces] = []
         for clip in store.split(split):
@@ -117,7 +109,6 @@ class FaceWindows(Dataset):
             raise DataError(f"{store.root} split {split!r}: no clip has two {WINDOW}-frame windows with a face in "
                             f"every frame {WINDOW} frames apart (VideoReTalking's training windows)")
         self.index = [(c, s) for c, entry in enumerate(self.clips) for s in entry.starts]
-        self._opened: dict[int, np.ndarray] = {}
 
     def _load(self, clip: Any, pads: Sequence[float]) -> _StoredFaces | None:
         landmarks = clip.landmarks()
@@ -126,13 +117,8 @@ class FaceWindows(Dataset):
             raise DataError(f"{clip.root}: feature {MEL_FEATURE!r} has shape {mels.shape[1:]}, expected (80, 16) "
                             f"Wav2Lip mel chunks per frame")
         count = min(len(landmarks), len(mels))
-        valid = _clip_valid(clip, landmarks)[:count]
-        meta = clip.meta
-        if "height" in meta and "width" in meta:
-            frame_size = (int(meta["height"]), int(meta["width"]))
-        else:
-            info = probe_video(clip.video_path)
-            frame_size = (info.height, info.width)
+        valid = clip.face_valid(landmarks)[:count]
+        frame_size = clip.frame_size()
         boxes = clip_boxes(landmarks[:count], valid, frame_size, pads)
         good = np.array([b is not None for b in boxes])
         starts = np.array([s for s in range(count - WINDOW + 1) if good[s:s + WINDOW].all()], np.int64)
@@ -146,14 +132,6 @@ class FaceWindows(Dataset):
                             self.cache_dir, crop_face)
         return _StoredFaces(clip.name, path, mels[:count].astype(np.float32), starts)
 
-    # ---- sampling ------------------------------------------------------------------------------
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def generator(self, index: int) -> np.random.Generator:
-        """Item ``index``'s generator: from ``seed``, the epoch and the index, or fresh when ``seed`` is None."""
-        return item_generator(self.seed, self.epoch, index)
-
     def __len__(self) -> int:
         return len(self.index) * self.repeats
 
@@ -161,14 +139,7 @@ class FaceWindows(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         slot, start = self.index[index % len(self.index)]
-        if slot not in self._opened:
-            self._opened[slot] = open_crops(self.clips[slot].crops_path)[0]
-        return self.clips[slot], self._opened[slot], int(start)
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_opened"] = {}
-        return state
+        return self.clips[slot], self.mapped(slot, self.clips[slot].crops_path)[0], int(start)
 
     @staticmethod
     def far_start(entry: _StoredFaces, start: int, rng: np.random.Generator) -> int:

@@ -17,30 +17,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ...errors import DataError
-from ...io_utils import atomic_path
-from ...media import iter_frames, probe_video
-from ...seeding import item_generator
-from .data import _clip_valid
+from ...io_utils import atomic_path, file_identity
+from ...media import iter_frames
+from ..common.datasets import SeededMemmapDataset
 from .semantics import driving_batch
 from .stabilise import FACE_SIZE, Stabiliser, dnet_image, face_crop
 
 logger = logging.getLogger(__name__)
 
 
-def _file_id(path: Path) -> list:
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
-class DNetPairs(Dataset):
+class DNetPairs(SeededMemmapDataset):
     """Source/target pairs of every clip with at least two frames with a face."""
 
     def __init__(self, store: Any, split: str, stabiliser: Stabiliser, weights: list[Path], cache_dir: Path,
                  seed: int | None = None, pairs_per_clip: int = 100):
-        self.seed, self.epoch, self.pairs_per_clip = seed, 0, max(int(pairs_per_clip), 1)
+        self.seed, self.pairs_per_clip = seed, max(int(pairs_per_clip), 1)
         self.clips: list[tuple[Path, np.ndarray, np.ndarray]] = []  # crops file, semantics, frames with a face
         for clip in store.split(split):
             entry = self._load(clip, stabiliser, weights, Path(cache_dir))
@@ -48,22 +41,21 @@ class DNetPairs(Dataset):
                 self.clips.append(entry)
         if not self.clips:
             raise DataError(f"{store.root} split {split!r}: no clip has two frames with a face for D-Net's pairs")
-        self._opened: dict[int, np.ndarray] = {}
 
     @staticmethod
     def _load(clip: Any, stabiliser: Stabiliser, weights: list[Path], cache_dir: Path):
         landmarks = clip.landmarks().astype(np.float64)
-        valid = _clip_valid(clip, landmarks)
+        valid = clip.face_valid(landmarks)
         if valid.sum() < 2:
             logger.info("%s: skipped, fewer than two frames with a face", clip.name)
             return None
-        key = hashlib.sha1(json.dumps({"video": _file_id(clip.video_path), "weights": [_file_id(p) for p in weights],
-                                       "version": 1}).encode()).hexdigest()[:16]
+        identity = {"video": file_identity(clip.video_path), "weights": [file_identity(p) for p in weights], "version": 1}
+        key = hashlib.sha1(json.dumps(identity).encode()).hexdigest()[:16]
         crops_path = cache_dir / f"{clip.name}.{key}.crops.npy"
         semantics_path = cache_dir / f"{clip.name}.{key}.semantics.npy"
         if not (crops_path.is_file() and semantics_path.is_file()):
-            info = probe_video(clip.video_path)
-            state = stabiliser.analyse(iter_frames(clip.video_path), landmarks, valid, (info.width, info.height))
+            height, width = clip.frame_size()
+            state = stabiliser.analyse(iter_frames(clip.video_path), landmarks, valid, (width, height))
             cache_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(crops_path) as tmp:
                 array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
@@ -78,26 +70,16 @@ class DNetPairs(Dataset):
         semantics = np.load(semantics_path)
         return crops_path, semantics, np.flatnonzero(valid[:len(semantics)])
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.clips) * self.pairs_per_clip
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_opened"] = {}
-        return state
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(index)
         slot = index % len(self.clips)
         crops_path, semantics, faces = self.clips[slot]
-        if slot not in self._opened:
-            self._opened[slot] = np.load(crops_path, mmap_mode="r")
-        rng = item_generator(self.seed, self.epoch, index)
+        rng = self.generator(index)
         source, target = (int(f) for f in rng.choice(faces, size=2, replace=False))
-        crops = self._opened[slot]
+        crops = self.mapped(slot, crops_path)
         images = dnet_image(np.stack([crops[source], crops[target]]))
         return {"source": images[0], "target": images[1], "driving": driving_batch(semantics, [target])[0]}

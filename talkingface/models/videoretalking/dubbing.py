@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...dubbing import DubbingHooks, DubbingSettings, GenerateOption, SourceTrack
-from ...dubbing.paste import feather_mask, paste_feathered
+from ...dubbing.paste import feather_mask, paste_feathered, smoothstep
 from ...errors import ConfigError, DataError
 from ..dinet.data.crops import crop_face
-from .data import face_box, lower_half_masked, to_bgr_tensor
+from .data import centred_window, face_box, lower_half_masked, to_bgr_tensor
+from .networks.enet import SCALE as ENET_SCALE
 
 if TYPE_CHECKING:
     from .model import VideoReTalking
@@ -98,7 +99,7 @@ class VideoReTalkingDubbing(DubbingHooks):
                                      ("blend", self.blend, BLENDS)):
             if value not in allowed:
                 raise ConfigError(f"videoretalking {name} must be one of {allowed}, got {value!r}")
-        self.size = model.lnet_size * 4 if self.use_enet else model.lnet_size
+        self.size = model.lnet_size * ENET_SCALE if self.use_enet else model.lnet_size
         self.pads = [float(p) for p in opts["pads"]]
         self.checkpoint_dir = Path(opts["checkpoint_dir"])
         self.seed = int(opts["seed"])
@@ -114,31 +115,32 @@ class VideoReTalkingDubbing(DubbingHooks):
         if self.enhance == "auto":
             from .enhance import load_enhancement
 
-            self.nets = load_enhancement(self.checkpoint_dir, self.device)
+            self.nets = self.model.loaded_once(("enhance", str(self.checkpoint_dir), str(self.device)),
+                                               lambda: load_enhancement(self.checkpoint_dir, self.device))
         if self.reference == "frame":
             self._prepare_frame_reference(source, rng)
         else:
             self._prepare_stabiliser(source)
 
-    def _box(self, source: SourceTrack, frame: int, window: np.ndarray) -> tuple[int, int, int, int] | None:
+    def _box(self, source: SourceTrack, window: np.ndarray) -> tuple[int, int, int, int] | None:
         return face_box(source.landmarks, source.valid, window, source.frame_size, self.pads)
 
     def _prepare_frame_reference(self, source: SourceTrack, rng: np.random.Generator) -> None:
         count = len(source.landmarks)
-        usable = [f for f in np.flatnonzero(source.valid)
-                  if self._box(source, f, np.clip(np.arange(f - 2, f + 3), 0, count - 1)) is not None]
+        boxes = {int(f): self._box(source, centred_window(int(f), count)) for f in np.flatnonzero(source.valid)}
+        usable = [f for f, box in boxes.items() if box is not None]
         if not usable:
             raise DataError(f"{source.path}: no frame has a face to take VideoReTalking's reference from")
-        pick = int(usable[int(rng.integers(len(usable)))])
+        pick = usable[int(rng.integers(len(usable)))]
         frame = source.fetch({pick})[pick]
-        box = self._box(source, pick, np.clip(np.arange(pick - 2, pick + 3), 0, count - 1))
-        self.reference_face = to_bgr_tensor(crop_face(frame, box, (self.size, self.size)))
+        self.reference_face = to_bgr_tensor(crop_face(frame, boxes[pick], (self.size, self.size)))
 
     def _prepare_stabiliser(self, source: SourceTrack) -> None:
         from ...media import iter_frames
         from .stabilise import build_stabiliser
 
-        self.stabiliser = build_stabiliser(self.model, self.expression, self.device)
+        self.stabiliser = self.model.loaded_once(("stabiliser", self.expression, str(self.device)),
+                                                 lambda: build_stabiliser(self.model, self.expression, self.device))
         height, width = source.frame_size
         self.state = self.stabiliser.analyse(iter_frames(source.path, fps=source.fps), source.landmarks,
                                              source.valid, (width, height))
@@ -160,7 +162,7 @@ class VideoReTalkingDubbing(DubbingHooks):
         frame_index = int(source.plan.source_index[index])
         if not source.valid[frame_index]:
             return None
-        box = self._box(source, frame_index, source.plan.landmark_windows[index])
+        box = self._box(source, source.plan.landmark_windows[index])
         if box is None:
             return None
         original = to_bgr_tensor(crop_face(frame, box, (self.size, self.size)))
@@ -215,7 +217,6 @@ class VideoReTalkingDubbing(DubbingHooks):
         top, bottom, left, right = box
         height, width = bottom - top, right - left
         ramp = max(FEATHER_SHARE * min(height, width), 1.0)
-        rows = (np.arange(height) + 0.5 - (height / 2 - ramp / 2)) / ramp
-        upper = np.clip(rows, 0.0, 1.0)
-        alpha = (upper * upper * (3 - 2 * upper))[:, None] * feather_mask(height, width, (ramp,) * 4, ramp)
+        upper = smoothstep((np.arange(height) + 0.5 - (height / 2 - ramp / 2)) / ramp)
+        alpha = upper[:, None] * feather_mask(height, width, (ramp,) * 4, ramp)
         return paste_feathered(frame, face, box, alpha.astype(np.float32))

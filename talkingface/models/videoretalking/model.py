@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ from ..common import PerceptualLoss
 from .data import WINDOW, LNetWindows, SyncWindows, sync_faces
 from .dubbing import VIDEORETALKING_OPTIONS, VideoReTalkingDubbing
 from .networks import DNet, ENet, LNet
+from .networks.enet import SCALE as ENET_SCALE
 from .networks.convert import RELEASE_FILES, convert_release, release_kind
 from .networks.wav2lip import QualityDiscriminator, SyncNetExpert, sync_bce
 from .releases import DNET, ENET, LNET, RELEASES
@@ -27,7 +28,6 @@ from .releases import DNET, ENET, LNET, RELEASES
 logger = logging.getLogger(__name__)
 
 STAGES = ("syncnet", "lnet", "enet", "dnet")
-ENET_SCALE = 4  # E-Net's output is 4x the L-Net's face
 
 
 @register_model("videoretalking")
@@ -74,7 +74,6 @@ class VideoReTalking(TalkingFaceModel):
         self.sync_weight = float(opts["syncnet_wt_start"])
         self._sync_average: float | None = None
         self._perceptual: PerceptualLoss | None = None
-        self._arcface: Any = None  # E-Net's identity network, loaded on first use (False: absent)
         if opts["release_dir"]:
             self.load_releases(opts["release_dir"])
 
@@ -147,50 +146,39 @@ class VideoReTalking(TalkingFaceModel):
 
     # ---- data ----------------------------------------------------------------------------------
     def build_dataset(self, store: Any, split: str) -> Dataset | None:
+        """The stage's windows (``syncnet``, ``lnet``, ``enet``) or D-Net's pairs; a split without usable clips is
+        an error for training and no validation otherwise."""
         opts = self.options
-        if self.stage == "dnet":
-            return self._dnet_pairs(store, split)
-        size = self.lnet_size * ENET_SCALE if self.stage == "enet" else self.lnet_size
-        cls = SyncWindows if self.stage == "syncnet" else LNetWindows
         train = split == "train"
         seed = opts["train_seed"] if train else 0
+        seed = None if seed is None else int(seed)
         try:
-            return cls(store, split, size, pads=list(opts["pads"]), seed=None if seed is None else int(seed),
-                       cache_dir=opts["cache_dir"], repeats=int(opts["window_repeats"]) if train else 1)
+            if self.stage == "dnet":
+                return self._dnet_pairs(store, split, seed, int(opts["dnet_pairs_per_clip"]) if train else 4)
+            size = self.lnet_size * ENET_SCALE if self.stage == "enet" else self.lnet_size
+            cls = SyncWindows if self.stage == "syncnet" else LNetWindows
+            return cls(store, split, size, pads=list(opts["pads"]), seed=seed, cache_dir=opts["cache_dir"],
+                       repeats=int(opts["window_repeats"]) if train else 1)
         except DataError as exc:
             if train:
                 raise
             logger.warning("videoretalking %s stage: no validation on split %r (%s)", self.stage, split, exc)
             return None
 
-    def _dnet_pairs(self, store: Any, split: str) -> Dataset | None:
+    def _dnet_pairs(self, store: Any, split: str, seed: int | None, pairs_per_clip: int) -> Dataset:
         """PIRender-style pairs in the release's geometry: needs ReconNet's weights and the BFM's 3D landmarks."""
-        from ...errors import CheckpointError
-        from ...face3d import VIDEORETALKING_FACE3D, ReconNet, load_lm3d
+        from ...face3d import VIDEORETALKING_FACE3D
         from ...face3d.bfm_files import LANDMARKS_3D
         from .dnet_data import DNetPairs
-        from .stabilise import Stabiliser, missing_files
+        from .stabilise import build_stabiliser
 
         opts = self.options
-        checkpoint_dir, bfm = Path(opts["checkpoint_dir"]), Path(opts["bfm_folder"])
-        missing = missing_files(checkpoint_dir, bfm, template=None, dnet=False)
-        if missing:
-            raise CheckpointError("videoretalking's dnet stage computes the release's 3DMM semantics of every clip: "
-                                  + "; ".join(missing))
-        recon = ReconNet.from_checkpoint(checkpoint_dir / VIDEORETALKING_FACE3D.filename, self.device)
-        stabiliser = Stabiliser(self.dnet, recon, load_lm3d(bfm), torch.zeros(64), self.device)
+        stabiliser = build_stabiliser(self, None, self.device,
+                                      needed_by="videoretalking's dnet stage (the release's 3DMM semantics of every clip)",
+                                      instead="leave dnet out of videoretalking.recipe")
+        weights = [Path(opts["checkpoint_dir"]) / VIDEORETALKING_FACE3D.filename, Path(opts["bfm_folder"]) / LANDMARKS_3D]
         cache = Path(opts["cache_dir"] or Path(store.root) / "cache" / "videoretalking_dnet")
-        train = split == "train"
-        try:
-            return DNetPairs(store, split, stabiliser, [checkpoint_dir / VIDEORETALKING_FACE3D.filename,
-                                                        bfm / LANDMARKS_3D], cache,
-                             seed=None if train and opts["train_seed"] is None else int(opts["train_seed"] or 0),
-                             pairs_per_clip=int(opts["dnet_pairs_per_clip"]) if train else 4)
-        except DataError as exc:
-            if train:
-                raise
-            logger.warning("videoretalking dnet stage: no validation on split %r (%s)", split, exc)
-            return None
+        return DNetPairs(store, split, stabiliser, weights, cache, seed=seed, pairs_per_clip=pairs_per_clip)
 
     # ---- optimisation --------------------------------------------------------------------------
     @property
@@ -314,27 +302,28 @@ class VideoReTalking(TalkingFaceModel):
         weight = float(self.options["lamb_identity"])
         if self.stage != "enet" or weight == 0:
             return fake.new_zeros(())
-        if self._arcface is None:
-            from ...errors import CheckpointError
-            from ...face.arcface import ARCFACE_R100, load_arcface
-
-            path = Path(self.options["arcface_weights"] or ARCFACE_R100.default_path())
-            reason = ARCFACE_R100.missing_reason(path)
-            if reason is None:
-                # kept out of the module tree: not part of the model's state dict
-                self.__dict__["_arcface"] = load_arcface(path, str(self.options["arcface_network"]), fake.device)
-            elif str(self.options["identity_fallback"]) == "error":
-                raise CheckpointError(f"E-Net's identity loss needs ArcFace's weights: {reason} "
-                                      f"(or set videoretalking.identity_fallback: skip)")
-            else:
-                logger.warning("videoretalking enet stage: ArcFace weights missing (%s); training without the "
-                               "identity loss. Source: %s", reason, ARCFACE_R100.source)
-                self.__dict__["_arcface"] = False
-        if self._arcface is False:
+        arcface = self.loaded_once(("arcface", str(fake.device)), lambda: self._load_arcface(fake.device))
+        if arcface is None:
             return fake.new_zeros(())
         from ...face.arcface import identity_loss
 
-        return weight * identity_loss(self._arcface, fake.float(), real.float(), color="bgr")
+        return weight * identity_loss(arcface, fake.float(), real.float(), color="bgr")
+
+    def _load_arcface(self, device: torch.device) -> torch.nn.Module | None:
+        """ArcFace from ``arcface_weights``, or None (one warning) when absent and ``identity_fallback: skip``."""
+        from ...errors import CheckpointError
+        from ...face.arcface import ARCFACE_R100, load_arcface
+
+        path = Path(self.options["arcface_weights"] or ARCFACE_R100.default_path())
+        reason = ARCFACE_R100.missing_reason(path)
+        if reason is None:
+            return load_arcface(path, str(self.options["arcface_network"]), device)
+        if str(self.options["identity_fallback"]) == "error":
+            raise CheckpointError(f"E-Net's identity loss needs ArcFace's weights: {reason} "
+                                  f"(or set videoretalking.identity_fallback: skip)")
+        logger.warning("videoretalking enet stage: ArcFace weights missing (%s); training without the identity "
+                       "loss. Source: %s", reason, ARCFACE_R100.source)
+        return None
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict[str, float]:
@@ -348,6 +337,15 @@ class VideoReTalking(TalkingFaceModel):
         return {"loss": F.l1_loss(fake, batch["target"]).item()}
 
     # ---- inference -----------------------------------------------------------------------------
+    def loaded_once(self, key: tuple, load: Callable[[], Any]) -> Any:
+        """Networks loaded from files beside the model's own (the dubbing's enhancement networks, ReconNet and
+        template; E-Net's ArcFace), loaded on first use under ``key`` and reused (an evaluation dubs every test clip
+        twice); kept out of the module tree, so never part of a checkpoint."""
+        cache = self.__dict__.setdefault("_loaded_once", {})
+        if key not in cache:
+            cache[key] = load()
+        return cache[key]
+
     generate_options = (*LOOP_OPTIONS, *VIDEORETALKING_OPTIONS)
 
     def dubbing_hooks(self, **options: Any) -> VideoReTalkingDubbing:

@@ -339,19 +339,23 @@ def paste_stabilised(frame: np.ndarray, face: np.ndarray, state: StabiliserState
     return out
 
 
-def build_stabiliser(model, expression: str, device: str | torch.device = "cpu", batch: int = 8) -> Stabiliser:
+def build_stabiliser(model, expression: str | None, device: str | torch.device = "cpu", batch: int = 8,
+                     needed_by: str = "the stabilised reference (reference: stabilised)",
+                     instead: str = "use reference: frame") -> Stabiliser:
     """A ``Stabiliser`` for a VideoReTalking model: its ``dnet``, the ReconNet from
     ``<checkpoint_dir>/face3d_pretrain_epoch_20.pth``, lm3d from ``bfm_folder`` and the ``expression`` template
     (``model.options``: ``checkpoint_dir``, ``bfm_folder``; an image template's face found with ``face_backend``,
-    else ``preprocess.face_backend``). CheckpointError naming every missing file."""
+    else ``preprocess.face_backend``; None: no template, for D-Net's training pairs). CheckpointError naming every
+    missing file, what needs it (``needed_by``) and the alternative (``instead``)."""
     opts = model.options
     checkpoint_dir, bfm_folder = Path(opts["checkpoint_dir"]), Path(opts["bfm_folder"])
     missing = missing_files(checkpoint_dir, bfm_folder, expression, dnet=False)
     if missing:
-        raise CheckpointError("the stabilised reference (reference: stabilised) needs " + "; ".join(missing) +
-                              " (or use reference: frame)")
+        raise CheckpointError(f"{needed_by} needs " + "; ".join(missing) + f" (or {instead})")
     recon = ReconNet.from_checkpoint(checkpoint_dir / VIDEORETALKING_FACE3D.filename, device)
     lm3d = load_lm3d(bfm_folder)
+    if expression is None:
+        return Stabiliser(model.dnet, recon, lm3d, torch.zeros(EXPRESSION_DIM), device, batch)
     backend = None
     if str(expression).strip().lower() not in TEMPLATES and Path(expression).is_file():
         from ...face import build_face_backend

@@ -75,7 +75,3 @@ def cached_crops(video_path: Path, name: str, plan: ClipPlan, size: tuple[int, i
         write_crops(Path(video_path), plan, size, path, crop)
     return path
 
-
-def open_crops(path: Path) -> np.ndarray:
-    """The ``(K, 9, H, W, 3)`` uint8 crops, memory-mapped read-only."""
-    return np.load(path, mmap_mode="r")

@@ -29,12 +29,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ....errors import DataError
-from ....media import probe_video
 from ....audio import feature_time_axis, frame_vectors
-from .cache import CropFunction, cached_crops, open_crops
+from ...common.datasets import SeededMemmapDataset
+from .cache import CropFunction, cached_crops
 from .clips import ClipPlan, clip_features, generator_window, plan_clips, syncnet_window
 from .crops import crop_face, face_size, mouth_mask
 from .references import REFERENCES, SOURCE_FRAMES, clip_stage_pick, frame_stage_pick
@@ -75,7 +74,7 @@ class _StoredClip:
         self.sync_audio = audio if sync_audio is None else sync_audio
 
 
-class _DINetDataset(Dataset):
+class _DINetDataset(SeededMemmapDataset):
     """Shared loading: plans, crop cache, audio vectors, seeding."""
 
     min_clips = 1
@@ -90,7 +89,7 @@ class _DINetDataset(Dataset):
         self.size = face_size(self.mouth)
         self.style = style
         self.mask = torch.from_numpy(np.asarray(style.mask(*self.size, self.mouth), np.float32))
-        self.augment_num, self.seed, self.epoch = int(augment_num), seed, 0
+        self.augment_num, self.seed = int(augment_num), seed
         self.audio_feature = audio_feature
         self.sync_feature = sync_feature if sync_feature != audio_feature else None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(store.root) / "cache" / style.name
@@ -103,7 +102,6 @@ class _DINetDataset(Dataset):
         if not self.clips:
             raise DataError(f"{store.root} split {split!r}: no clip has the {self.min_clips} accepted 9-frame "
                             f"clips DINet's {type(self).__name__} needs")
-        self._opened: dict[int, np.ndarray] = {}
 
     @staticmethod
     def _vectors(clip: Any, feature: str, reduction: str) -> np.ndarray:
@@ -115,12 +113,7 @@ class _DINetDataset(Dataset):
         sync_vectors = None if self.sync_feature is None else self._vectors(clip, self.sync_feature, reduction)
         usable = len(vectors) if sync_vectors is None else min(len(vectors), len(sync_vectors))
         landmarks = clip.landmarks()
-        meta = clip.meta
-        if "height" in meta and "width" in meta:
-            frame_size = (int(meta["height"]), int(meta["width"]))
-        else:
-            info = probe_video(clip.video_path)
-            frame_size = (info.height, info.width)
+        frame_size = clip.frame_size()
         rng = np.random.default_rng([int(crop_seed), zlib.crc32(clip.name.encode("utf-8"))])
         plan = self.style.plan(landmarks, frame_size, rng, usable, self.size)
         if plan.rejected:
@@ -140,17 +133,6 @@ class _DINetDataset(Dataset):
             [clip_features(sync_vectors, crop) for crop in plan.accepted]).astype(np.float32)
         return _StoredClip(clip.name, path, audio, sync)
 
-    # ---- sampling -----------------------------------------------------------------------------
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose samples an integer ``seed`` draws."""
-        self.epoch = int(epoch)
-
-    def generator(self, index: int) -> np.random.Generator:
-        """The generator of item ``index`` (see the module docstring)."""
-        from ....seeding import item_generator
-
-        return item_generator(self.seed, self.epoch, index)
-
     def __len__(self) -> int:
         return len(self.clips) * self.augment_num
 
@@ -158,14 +140,7 @@ class _DINetDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         slot = index % len(self.clips)  # official: every video listed augment_num times
-        if slot not in self._opened:
-            self._opened[slot] = open_crops(self.clips[slot].crops_path)
-        return self.clips[slot], self._opened[slot]
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_opened"] = {}  # memory maps are reopened in each worker, never pickled
-        return state
+        return self.clips[slot], self.mapped(slot, self.clips[slot].crops_path)
 
     # ---- tensors ------------------------------------------------------------------------------
     @staticmethod

@@ -33,6 +33,7 @@ from talkingface.restoration.stylegan2_clean import NoiseMode, StyleConv, ToRGB
 NOISE_MODES = ("random", "zero")
 STYLE_SIZE = 256  # the reference is resized to this for the style encoder (6 halvings to 4×4)
 LNET_SIZE = 96  # the L-Net's input size
+SCALE = 4  # the output is this many times the L-Net's size (two x2 stages): 384
 PAD = 2  # reflect padding of the L-Net image before the decoder
 CROP = 8  # pixels cut from each border of the decoder's output (PAD × 4 after two ×2 stages)
 
