@@ -5,15 +5,18 @@ returns the results dict.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
 
+from .checkpoint import is_native_checkpoint, read_checkpoint
 from .config import Config, config_root, load_config, read_yaml
 from .data import ClipStore
 from .errors import CheckpointError, ConfigError, DataError
@@ -302,9 +305,54 @@ def evaluate_videos(videos: str | Path, references: str | Path | None = None, me
 def infer(model: str, checkpoint: str | Path, video: str | Path, audio: str | Path, out: str | Path,
           config: Mapping | None = None, config_files: Iterable[str | Path] = (),
           cli_overrides: Mapping | None = None, **options: Any) -> Path:
-    """Dub ``video`` with ``audio`` using ``checkpoint`` and write ``out``."""
-    cfg = load_config(model, None, config_files, config, cli_overrides)
+    """Dub ``video`` with ``audio`` using ``checkpoint`` and write ``out``.
+
+    ``checkpoint``: a weights file, or a run folder (its last stage's final weights). The configuration the
+    weights were trained with (the run's ``config.yaml``, or the one a talkingface checkpoint carries) is the
+    first layer under ``config_files``, ``config`` and ``cli_overrides``, so a model trained at other sizes loads
+    without repeating its settings."""
+    import yaml
+
+    weights, trained_with = resolve_checkpoint(checkpoint)
+    layer = dict(yaml.safe_load(trained_with) or {}) if trained_with is not None else {}
+    dataset = layer.pop("dataset", None)  # its section is part of the layer; model and dataset are not options
+    for derived in ("model", "config_sources"):  # set by load_config itself
+        layer.pop(derived, None)
+    with contextlib.ExitStack() as stack:
+        files = list(config_files)
+        if layer:
+            stored = stack.enter_context(tempfile.TemporaryDirectory(prefix="talkingface-infer-"))
+            files.insert(0, Path(stored) / "trained_with.yaml")
+            files[0].write_text(yaml.safe_dump(layer, sort_keys=False), encoding="utf-8")
+        cfg = load_config(model, dataset if isinstance(dataset, str) else None, files, config, cli_overrides)
     setup_logging(cfg["log_level"])
-    net = build_model(model, cfg).load_checkpoint(checkpoint).to(resolve_device(cfg["device"])).eval()
+    net = build_model(model, cfg).load_checkpoint(weights).to(resolve_device(cfg["device"])).eval()
     with torch.no_grad():
         return net.generate(video, audio, out, **options)
+
+
+def run_weights(run_dir: Path) -> Path:
+    """The final weights of a run folder: its last finished stage's (``stages/<k>-<name>``), else its own
+    ``checkpoints/best.pth`` or ``last.pth``."""
+    stages = sorted((d for d in (run_dir / STAGES_DIR).glob("*-*") if (d / STAGE_DONE).is_file()),
+                    key=lambda d: int(d.name.split("-", 1)[0])) if (run_dir / STAGES_DIR).is_dir() else []
+    weights = final_weights(stages[-1]) if stages else final_weights(run_dir)
+    if not weights.is_file():
+        raise CheckpointError(f"{run_dir} is a folder without trained weights (no finished stage, no "
+                              f"checkpoints/best.pth or last.pth)")
+    return weights
+
+
+def resolve_checkpoint(checkpoint: str | Path) -> tuple[Path, str | None]:
+    """``(weights file, YAML of the configuration they were trained with or None)`` of a file or a run folder."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        config_file = path / "config.yaml"
+        return run_weights(path), config_file.read_text(encoding="utf-8") if config_file.is_file() else None
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    if path.suffix == ".safetensors":
+        return path, None
+    stored = read_checkpoint(path)
+    text = stored.get("config") if is_native_checkpoint(stored) else None
+    return path, text if isinstance(text, str) else None

@@ -148,7 +148,29 @@ def _videoretalking_file(filename: str, layout: dict) -> tuple[dict, dict]:
     return {"state_dict": {**{"module." + k: v for k, v in filled["enet"].items()}, **low_res}}, filled
 
 
-OFFICIAL_FILES = {name: _videoretalking_file for name in ("LNet.pth", "ENet.pth", "DNet.pt")}
+AUDIODVP_FILES = {"atnet_lstm_18.pth": "audio_encoder", "delta_net.pth": "audio2expression",
+                  "latest_net_G.pth": "renderer", "latest_net_D.pth": "discriminator"}
+
+
+def _audiodvp_file(filename: str, layout: dict) -> tuple[dict, dict]:
+    """xinwen-cs/AudioDVP's files as its code writes them, bare state dicts (``torch.save(net.cpu().state_dict())``:
+    ``train_exp.py`` for delta_net.pth, neural-face-renderer's ``save_networks`` for ``{epoch}_net_G/D.pth``); and
+    ATVGnet's atnet_lstm_18.pth, ``AT_net``'s whole state dict saved from ``nn.DataParallel`` (``module.`` on every
+    key; the unused ``lmark_encoder``, ``lstm`` and ``lstm_fc`` included: 52 entries), of which the model keeps the
+    encoder."""
+    submodule = AUDIODVP_FILES[filename]
+    if submodule != "audio_encoder":
+        filled = {submodule: _listed(layout[submodule])}
+        return dict(filled[submodule]), filled
+    layout_file = Path(__file__).resolve().parent / "models" / "audiodvp" / "layout.py"
+    whole = _listed(load_module(layout_file, "audiodvp_layout").network_layout("audio_encoder"))
+    assert len(whole) == 52
+    encoder = {k: v for k, v in whole.items() if k.startswith(("audio_eocder.", "audio_eocder_fc."))}
+    return {"module." + k: v for k, v in whole.items()}, {"audio_encoder": encoder}
+
+
+OFFICIAL_FILES = {**{name: _videoretalking_file for name in ("LNet.pth", "ENet.pth", "DNet.pt")},
+                  **{name: _audiodvp_file for name in AUDIODVP_FILES}}
 
 
 def hand_built_release(filename: str, layout: dict) -> tuple[dict, dict]:

@@ -3,6 +3,7 @@ answered with a 400 while the server goes on, and two concurrent requests queued
 Bounded: one server per dubbing model (DINet, LawDNet, VideoReTalking), six requests each, each with a timeout."""
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -26,8 +27,15 @@ SETTINGS = {"dinet": {"mouth_region_size": 32, "audio_feature": "mfcc", "infer_b
             "videoretalking": {"lnet": {"base_nc": 8, "max_nc": 64, "num_res_blocks": 1, "descriptor_nc": 32},
                                "syncnet_width": 0.0625, "discriminator_width": 0.0625, "enet_width": 0.03125,
                                "enet": False, "reference": "frame", "enhance": "none", "infer_batch": 4}}
-# each model's own generate option, given on the command line (the server passes it to every dub)
-FLAGS = {"dinet": ["--paste", "feathered"], "lawdnet": ["--paste", "feathered"], "videoretalking": ["--blend", "native"]}
+SETTINGS["audiodvp"] = {"audio_encoder": "feature", "audio_feature": "mfcc", "image_size": 32, "infer_batch": 4,
+                        "renderer": {"num_downs": 5, "ngf": 4}, "discriminator": {"ndf": 4, "n_layers": 1}}
+# other config sections a model's template needs: AudioDVP fits the template's 3DMM (a stand-in face model, written
+# into the module's folder, and a short fitting schedule)
+SECTIONS = {"audiodvp": {"face3d": {"bfm_folder": "{work}/bfm", "fit": {
+    "key_frames": 2, "key_landmark_steps": 30, "key_steps": 2, "frame_landmark_steps": 10, "frame_steps": 1}}}}
+# each model's own generate option, given on the command line (the server passes it to every dub; AudioDVP has none)
+FLAGS = {"dinet": ["--paste", "feathered"], "lawdnet": ["--paste", "feathered"], "videoretalking": ["--blend", "native"],
+         "audiodvp": []}
 
 
 def free_port() -> int:
@@ -41,7 +49,12 @@ def server(tmp_path_factory, request):
     name = request.param
     work = tmp_path_factory.mktemp(f"serve_{name}")
     template = face_video(work / "template.mp4", seconds=0.6)
-    model = talkingface.build_model(name, {name: SETTINGS[name], "progress": False})
+    sections = json.loads(json.dumps(SECTIONS.get(name, {})).replace("{work}", str(work)))
+    if name == "audiodvp":
+        from talkingface.face3d import write_standin_bfm
+
+        write_standin_bfm(work / "bfm", vertices=300, audiodvp=True)
+    model = talkingface.build_model(name, {name: SETTINGS[name], "progress": False, **sections})
     checkpoint = model.save_weights(work / f"{name}.pth")
     port = free_port()
     scratch = work / "tmp"  # this server's request folders (another test's server may run beside it)
@@ -49,7 +62,7 @@ def server(tmp_path_factory, request):
     process = subprocess.Popen(
         [sys.executable, "-m", "talkingface.cli", "serve", "--model", name, "--checkpoint", str(checkpoint),
          "--video", str(template), "--port", str(port), *FLAGS[name],
-         *cli_tokens({name: SETTINGS[name], "progress": False})],
+         *cli_tokens({name: SETTINGS[name], "progress": False, **sections})],
         env={**subprocess_env(threads=1), "TMPDIR": str(scratch)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     url = f"http://127.0.0.1:{port}"

@@ -19,6 +19,11 @@ logger = logging.getLogger(__name__)
 MFCC_ROWS_PER_SECOND = 100  # python_speech_features' default 10 ms step
 MFCC_ROWS_PER_FRAME = 4
 MFCC_COEFFICIENTS = 13
+# AudioDVP (ATVGnet's vendor/ATVGnet/code/test.py): 0.12 s of zeros before and after the waveform, 7 video frames of
+# 4 rows per window (0.28 s), coefficients c1..c12 (c0, the log energy, dropped)
+AUDIODVP_PAD_SAMPLES = 1920
+AUDIODVP_WINDOW_ROWS = 28
+AUDIODVP_COEFFICIENTS = 12
 
 
 def rows_at_fps(rows: np.ndarray, count: int, fps: float, rows_per_second: float, name: str,
@@ -123,6 +128,26 @@ class MfccRows(AudioFeature):
         rows = mfcc(np.clip(wav * 32768.0, -32768.0, 32767.0), self.sample_rate, numcep=MFCC_COEFFICIENTS)
         starts = np.floor(np.arange(count) * MFCC_ROWS_PER_SECOND / fps + 0.5)
         return clamped_windows(rows, starts, MFCC_ROWS_PER_FRAME, unit="MFCC rows").astype(np.float32)
+
+
+@register_audio_feature("audiodvp_mfcc")
+class AudioDvpMfcc(AudioFeature):
+    """AudioDVP's AT-net input: 28 MFCC rows x c1..c12 per frame, ``(28, 12)``, as ATVGnet's ``test.py`` cuts them.
+
+    The float waveform (not int16-scaled) with 1920 zeros on both ends, ``mfcc(..., winstep=0.01)``; frame ``i``
+    takes padded rows ``s .. s + 27``, ``s = round(i * 100 / fps)`` (``4i`` at 25 fps, as the official loop); a
+    window past the last row is moved back to end there (docs/audio_features.md, "audiodvp_mfcc")."""
+
+    time_axis = 0
+
+    def frame_shape(self) -> tuple[int, ...]:
+        return (AUDIODVP_WINDOW_ROWS, AUDIODVP_COEFFICIENTS)
+
+    def frame_features(self, wav: np.ndarray, count: int, fps: float) -> np.ndarray:
+        pad = np.zeros(AUDIODVP_PAD_SAMPLES)
+        rows = mfcc(np.concatenate([pad, wav, pad]), self.sample_rate, winstep=0.01)[:, 1:]
+        starts = np.floor(np.arange(count) * MFCC_ROWS_PER_SECOND / fps + 0.5)
+        return clamped_windows(rows, starts, AUDIODVP_WINDOW_ROWS, unit="MFCC rows").astype(np.float32)
 
 
 def extract_features(names: Iterable[str], wav: np.ndarray, num_frames: int, fps: float = 25.0,

@@ -63,6 +63,8 @@ class Face3dStep(PreprocessStep):
                 raise CheckpointError(f"face3d.method=recon needs the regressor's weights: {wanted} not found "
                                       f"(see checkpoints/README.md)")
         self.method = method
+        if opts.get("standin", False):
+            self._write_standin()
         self._check_bfm_folder()
         self.device = resolve_device(config["device"])
 
@@ -79,6 +81,24 @@ class Face3dStep(PreprocessStep):
             if known.default_path().is_file():
                 return known.default_path()
         return None
+
+    def _write_standin(self) -> None:
+        """``face3d.standin: true`` (the demo jobs): write the synthetic stand-in into ``bfm_folder`` when it holds no
+        face model yet (a folder with real files is never touched); said loudly, as every use of it is."""
+        from .. import face3d
+
+        folder = self.bfm_folder
+        needed = [self.convention.model_file]
+        if self.convention is face3d.DEEP3DFACERECON:
+            needed.append(face3d.bfm_files.LANDMARKS_3D)
+        if all((folder / name).is_file() for name in needed):
+            return
+        if any(folder.glob("*.mat")) and not face3d.is_standin(folder):
+            raise DataError(f"face3d.standin: {folder} holds face model files that are not the stand-in's; "
+                            f"refusing to write the stand-in there")
+        logger.warning("face3d.standin: writing the SYNTHETIC STAND-IN face model (not the Basel Face Model) to %s",
+                       folder)
+        face3d.write_standin_bfm(folder, audiodvp=self.convention is face3d.AUDIODVP)
 
     def _check_bfm_folder(self) -> None:
         from .. import face3d

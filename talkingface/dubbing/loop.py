@@ -31,7 +31,7 @@ from ..registry import AUDIO_FEATURES
 from .faces import track_landmarks
 from .frames import fetch_frames, frames_in_order
 from .options import GenerateOption, check_options
-from .plan import AUDIO_FPS, InferencePlan, plan_inference
+from .plan import AUDIO_FPS, PAD, InferencePlan, plan_inference
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class DubbingSettings:
     amp: bool  # fp16 autocast on CUDA
     overlap_io: bool | None  # None: on for CUDA only
     reverse_block_frames: int  # frames held while playing the video backwards
+    audio_radius: int = PAD  # the generator's audio window: its frame's feature +- this many
+    audio_pad: str = "edge"  # windows past the audio's ends: edge (clamped) | zero (zero vectors)
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,9 @@ def prepare_template(hooks: DubbingHooks, source_video: str | Path, seed: int | 
     prepared = prepare_source(hooks, source_video, options.get("fps"), options.get("face"),
                               bool(options.get("progress", False)))
     count = len(prepared.landmarks)
-    track = prepared.track(plan_inference(count, max(int(round(count * AUDIO_FPS / prepared.fps)), 1), prepared.fps))
+    settings = hooks.settings
+    track = prepared.track(plan_inference(count, max(int(round(count * AUDIO_FPS / prepared.fps)), 1), prepared.fps,
+                                          settings.audio_radius, settings.audio_pad))
     hooks.prepare(track, np.random.default_rng(int(hooks.settings.seed if seed is None else seed)))
     hooks.prepared = True
     prepared.crop_cache = {}
@@ -209,7 +213,9 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
     if prepared is None:
         prepared = prepare_source(hooks, source_video, options.get("fps"), options.get("face"), progress, info)
     source, fps = prepared.path, prepared.fps
-    plan = plan_inference(len(prepared.landmarks), len(vectors), fps)
+    plan = plan_inference(len(prepared.landmarks), len(vectors), fps, settings.audio_radius, settings.audio_pad)
+    if settings.audio_pad == "zero":  # the row past the end that zero-padded windows point at
+        vectors = np.concatenate([vectors, np.zeros((1, vectors.shape[1]), vectors.dtype)])
     track = prepared.track(plan)
     if not hooks.prepared:
         seed = options.get("seed")

@@ -64,18 +64,26 @@ class InferencePlan:
     source_index: np.ndarray  # (N,) source video frame of output m
     landmark_windows: np.ndarray  # (N, 5) source frames whose landmarks give output m's crop (e.g. its radius)
     audio_index: np.ndarray  # (N,) 25 fps feature index at output m's time
-    audio_windows: np.ndarray  # (N, 5) feature indices fed to the generator for output m
+    audio_windows: np.ndarray  # (N, 2r + 1) feature indices fed to the generator for output m (r = 2 by default)
 
     def __len__(self) -> int:
         return len(self.source_index)
 
 
-def plan_inference(num_source_frames: int, num_audio_frames: int, fps: float = AUDIO_FPS) -> InferencePlan:
+AUDIO_PADS = ("edge", "zero")
+
+
+def plan_inference(num_source_frames: int, num_audio_frames: int, fps: float = AUDIO_FPS, audio_radius: int = PAD,
+                   audio_pad: str = "edge") -> InferencePlan:
     """The whole alignment for a source video of ``n`` frames at ``fps`` and ``T`` 25 fps features.
 
     The output keeps the source rate: ``N = round(T * fps / 25)`` frames (``N = T`` at 25 fps), the
     video ping-pongs (or is trimmed) to ``N`` frames, output ``m`` hears feature ``round(m / fps * 25)``.
+    Its audio window is that feature ``± audio_radius``; indices past the audio's ends are clamped (``audio_pad``
+    ``edge``, DINet) or point at ``T``, a zero row the loop appends (``zero``: AudioDVP's zero-padded windows).
     """
+    if audio_pad not in AUDIO_PADS:
+        raise ValueError(f"audio_pad must be one of {AUDIO_PADS}, got {audio_pad!r}")
     if num_audio_frames < 1:
         raise ValueError("the driving audio has no feature frames")
     count = output_frame_count(num_audio_frames, fps)
@@ -83,5 +91,10 @@ def plan_inference(num_source_frames: int, num_audio_frames: int, fps: float = A
     offsets = np.arange(-PAD, PAD + 1)
     positions = np.clip(np.arange(count)[:, None] + offsets, 0, count - 1)  # = padded [m, m + 5)
     audio = audio_frame_index(count, fps, num_audio_frames)
-    audio_windows = np.clip(audio[:, None] + offsets, 0, num_audio_frames - 1)
+    windows = audio[:, None] + np.arange(-audio_radius, audio_radius + 1)
+    inside = (windows >= 0) & (windows < num_audio_frames)
+    if audio_pad == "edge":
+        audio_windows = np.clip(windows, 0, num_audio_frames - 1)
+    else:
+        audio_windows = np.where(inside, windows, num_audio_frames)
     return InferencePlan(float(fps), source, source[positions], audio, audio_windows)

@@ -124,16 +124,20 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
                                                         reference_caches=references)
         evaluation.control.save(folder)
         evaluation.control_shift = shift
-    evaluation.strips = tuple(_write_strips(pairs, control_pairs, shift, output_dir / "strips", strip_frames))
+    audio = {clip.name: clip.audio_path for clip in clips}
+    extra = (lambda name, generated, reference: model.strip_rows(reference, audio[name], generated)
+             if hasattr(model, "strip_rows") else [])
+    evaluation.strips = tuple(_write_strips(pairs, control_pairs, shift, output_dir / "strips", strip_frames, extra))
     return evaluation
 
 
 def _write_strips(pairs: list[tuple], control: dict[str, Path], shift: float | None, folder: Path,
-                  frames: int) -> list[Path]:
-    """One PNG per clip: generated, control (when run) and ground truth rows (none when ``frames`` is 0)."""
+                  frames: int, extra: Any = None) -> list[Path]:
+    """One PNG per clip: the model's own rows (``extra(name, generated, reference)``, e.g. AudioDVP's renders),
+    generated, control (when run) and ground truth rows (none when ``frames`` is 0)."""
     strips = []
     for name, generated, reference in pairs if frames else ():
-        rows = [("generated", generated)]
+        rows = [*(extra(name, generated, reference) if extra else []), ("generated", generated)]
         if name in control:
             rows.append((f"audio shifted {shift:g} s", control[name]))
         rows.append(("ground truth", reference))

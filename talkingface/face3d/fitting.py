@@ -243,11 +243,11 @@ def fit_video(model: ParametricFaceModel, frames: Callable[[], Iterable[np.ndarr
     """Fit the model to one video.
 
     ``frames()`` returns a fresh iterator over the video's crops in order (uint8 (S, S, 3), S =
-    ``settings.image_size``); it is called once for the key frames and once for the batches. ``landmarks``
-    (T, 68, 2) in the model's image coordinates of those crops (AudioDVP: column, row; Deep3DFaceRecon: x, y up),
-    ``valid`` (T,) the frames with a face (the others keep their nearest key frame's coefficients and get no
-    loss). With ``state_dir`` the key-frame fit and each finished batch are saved there (atomically) and reused
-    by a later call with the same inputs. ``progress(n)`` is called with the frames finished.
+    ``settings.size_for(model)``, by default the model's 224 / 256); it is called once for the key frames and once
+    for the batches. ``landmarks`` (T, 68, 2) in the model's image coordinates of those crops (AudioDVP: column,
+    row; Deep3DFaceRecon: x, y up), ``valid`` (T,) the frames with a face (the others keep their nearest key frame's
+    coefficients and get no loss). With ``state_dir`` the key-frame fit and each finished batch are saved there
+    (atomically) and reused by a later call with the same inputs. ``progress(n)`` is called with the frames finished.
     """
     device = torch.device(device)
     landmarks = np.asarray(landmarks, np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -83,6 +83,11 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
     def generate(self, source_video: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Path:
         """Dub ``source_video`` with ``audio`` and write an mp4 with the audio muxed to ``output``."""
 
+    def strip_rows(self, source_video: str | Path, audio: str | Path, generated: str | Path) -> list[tuple[str, Path]]:
+        """Extra ``(label, video)`` rows for the evaluation strip of ``generated`` (e.g. an intermediate render the
+        model made); none by default."""
+        return []
+
     def dubbing_hooks(self, **options: Any) -> DubbingHooks | None:
         """This model's hooks into the shared dubbing loop for one dub (or a served template), with its own
         ``generate_options`` resolved; None for a model with a loop of its own (``talkingface serve`` needs hooks)."""
@@ -135,6 +140,15 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
         finally:
             for p, flag in flags:
                 p.requires_grad_(flag)
+
+    def loaded_once(self, key: tuple, load: Callable[[], Any]) -> Any:
+        """Things made from files beside the model's own weights (VideoReTalking's enhancement networks, a face model,
+        a target video's 3DMM fit), made by ``load`` on first use under ``key`` and reused (an evaluation dubs every
+        test clip twice); kept out of the module tree, so never part of a checkpoint."""
+        cache = self.__dict__.setdefault("_loaded_once", {})
+        if key not in cache:
+            cache[key] = load()
+        return cache[key]
 
     # ---- checkpoints -------------------------------------------------------------------------
     def convert_official_checkpoint(self, checkpoint: Any, source: str) -> dict[str, Mapping[str, torch.Tensor]] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -337,15 +337,6 @@ class VideoReTalking(TalkingFaceModel):
         return {"loss": F.l1_loss(fake, batch["target"]).item()}
 
     # ---- inference -----------------------------------------------------------------------------
-    def loaded_once(self, key: tuple, load: Callable[[], Any]) -> Any:
-        """Networks loaded from files beside the model's own (the dubbing's enhancement networks, ReconNet and
-        template; E-Net's ArcFace), loaded on first use under ``key`` and reused (an evaluation dubs every test clip
-        twice); kept out of the module tree, so never part of a checkpoint."""
-        cache = self.__dict__.setdefault("_loaded_once", {})
-        if key not in cache:
-            cache[key] = load()
-        return cache[key]
-
     generate_options = (*LOOP_OPTIONS, *VIDEORETALKING_OPTIONS)
 
     def dubbing_hooks(self, **options: Any) -> VideoReTalkingDubbing:

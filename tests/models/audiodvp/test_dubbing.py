@@ -1,0 +1,87 @@
+"""AudioDVP dubbing end to end on a video that is in no store (its 3DMM fitted on the fly), with a faceless stretch
+and at 30 fps; the expressions of a dub's audio window; ``infer`` from a run folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import talkingface
+from talkingface.media import iter_frames, probe_video, write_wav
+from talkingface.models.audiodvp.dubbing import AudioDVPDubbing
+from talkingface.pipeline import resolve_checkpoint, run_weights
+
+from test_preprocess import face_video, tone
+
+TINY = {"audiodvp": {"audio_encoder": "feature", "audio_feature": "mfcc", "image_size": 32,
+                     "renderer": {"num_downs": 5, "ngf": 4}, "discriminator": {"ndf": 4, "n_layers": 1}},
+        "face3d": {"fit": {"key_frames": 2, "key_landmark_steps": 30, "key_steps": 2, "frame_landmark_steps": 10,
+                           "frame_steps": 1}},
+        "progress": False}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> talkingface.TalkingFaceModel:
+    from talkingface.face3d import write_standin_bfm
+
+    folder = tmp_path_factory.mktemp("bfm")
+    write_standin_bfm(folder, vertices=300, audiodvp=True)
+    config = {**TINY, "face3d": {**TINY["face3d"], "bfm_folder": str(folder)}}
+    torch.manual_seed(0)
+    return talkingface.build_model("audiodvp", config).eval()
+
+
+def test_expressions_take_each_window_of_the_audio_rows_and_zero_features_past_the_ends(model):
+    hooks = AudioDVPDubbing(model)
+    window = model.window
+    rows = torch.randn(2, model.audio_width, 2 * window - 1)
+    rows[1, :, :2] = 0  # the loop's zero rows past the audio's start
+    got = hooks.generator.expressions(rows)
+    features = rows.transpose(1, 2)
+    for j in range(window):
+        expected = model.audio2expression(features[:, j:j + window]).squeeze(-1)
+        assert torch.allclose(got[:, j], expected, atol=1e-6), j
+    shifted = model.audio2expression(features[:, 1:1 + window]).squeeze(-1)
+    assert (got[:, 0] - shifted).abs().max() > 1e-2  # the next window is not the same (not vacuous)
+
+
+def test_dub_of_a_new_video_fits_it_passes_faceless_frames_and_keeps_its_rate(model, tmp_path: Path):
+    video = face_video(tmp_path / "target.mp4", seconds=1.2, fps=30, blank=(0.5, 0.8))
+    audio = write_wav(tmp_path / "speech.wav", tone(1.0), 16000)
+    with torch.no_grad():
+        out = model.generate(video, audio, tmp_path / "out.mp4")
+    info, source = probe_video(out), probe_video(video)
+    assert info.has_audio and abs(info.fps - 30) < 1e-6 and abs(info.frame_count - 30) <= 1
+    dubbed = np.stack(list(iter_frames(out)))
+    original = np.stack(list(iter_frames(video)))[:len(dubbed)]
+    blank = slice(16, 23)  # 0.53 .. 0.77 s: no face
+    assert np.abs(dubbed[blank].astype(int) - original[blank]).max() <= 6  # passed through (codec noise only)
+    faces = [i for i in range(len(dubbed)) if not 15 <= i <= 24]
+    change = np.abs(dubbed[faces].astype(int) - original[faces]).max(-1)
+    assert (change > 20).any(axis=(1, 2)).all()  # every frame with a face was dubbed ...
+    height, width = source.height, source.width
+    changed = change > 20
+    lower_face = changed[:, int(0.4 * height):int(0.8 * height), int(0.2 * width):int(0.8 * width)].sum()
+    assert lower_face >= 0.85 * changed.sum()  # ... in the lower face (the rest: the re-encode at hard edges)
+    assert changed.mean() < 0.15
+
+
+def test_infer_takes_a_run_folder_with_its_trained_configuration(tmp_path: Path):
+    run = tmp_path / "run"
+    for index, stage in enumerate(("expression", "renderer")):
+        folder = run / "stages" / f"{index}-{stage}" / "checkpoints"
+        folder.mkdir(parents=True)
+        (folder / "last.pth").write_bytes(b"x")
+        (folder.parent / "stage.json").write_text(json.dumps({"stage": stage}))
+    (run / "stages" / "1-renderer" / "checkpoints" / "best.pth").write_bytes(b"x")
+    (run / "config.yaml").write_text("model: audiodvp\ndataset: demo\naudiodvp:\n  image_size: 64\n")
+    weights, trained = resolve_checkpoint(run)
+    assert weights == run / "stages" / "1-renderer" / "checkpoints" / "best.pth"
+    assert "image_size: 64" in trained
+    (run / "stages" / "1-renderer" / "stage.json").unlink()  # an unfinished last stage is not the result
+    assert run_weights(run) == run / "stages" / "0-expression" / "checkpoints" / "last.pth"
+    with pytest.raises(talkingface.errors.CheckpointError, match="without trained weights"):
+        run_weights(tmp_path)
