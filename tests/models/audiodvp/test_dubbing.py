@@ -85,3 +85,34 @@ def test_infer_takes_a_run_folder_with_its_trained_configuration(tmp_path: Path)
     assert run_weights(run) == run / "stages" / "0-expression" / "checkpoints" / "last.pth"
     with pytest.raises(talkingface.errors.CheckpointError, match="without trained weights"):
         run_weights(tmp_path)
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_atnet_is_loaded_frozen_or_trained_with_the_person_specific_model(present, tmp_path: Path, caplog):
+    """With atnet_lstm_18.pth the encoder holds its weights and stays frozen through an expression step; without
+    it the run says so and the step trains the encoder too (``atnet_fallback: train``); ``error`` stops."""
+    config = {"audio_encoder": "atnet", "audio_feature": "audiodvp_mfcc", "image_size": 32,
+              "renderer": {"num_downs": 5, "ngf": 4}, "discriminator": {"ndf": 4, "n_layers": 1},
+              "atnet_weights": str(tmp_path / "atnet_lstm_18.pth")}
+    torch.manual_seed(3)
+    source = talkingface.build_model("audiodvp", {**config, "atnet_fallback": "train"})
+    if present:
+        torch.save(source.release_example(talkingface.MODELS.get("audiodvp").releases[0]), config["atnet_weights"])
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        model = talkingface.build_model("audiodvp", config)
+    assert ("TRAINED with the person-specific model" in caplog.text) is not present
+    before = {k: v.clone() for k, v in model.audio_encoder.state_dict().items()}
+    if present:
+        assert all(torch.equal(v, source.audio_encoder.state_dict()[k]) for k, v in before.items())
+    model.enter_stage("expression", None)
+    model.train()
+    model.optimizers = model.configure_optimizers()["optimizers"]
+    batch = {"audio": torch.randn(2, 7, 28, 12), "valid": torch.ones(2, 7, dtype=torch.bool),
+             "delta": torch.randn(2, 64)}
+    model.training_step(batch, 0)
+    changed = any(not torch.equal(v, before[k]) for k, v in model.audio_encoder.state_dict().items())
+    assert changed is not present
+    if not present:
+        with pytest.raises(talkingface.errors.CheckpointError, match="atnet_lstm_18.pth"):
+            talkingface.build_model("audiodvp", {**config, "atnet_fallback": "error"})
