@@ -118,3 +118,17 @@ def provenance(commit: str, **versions: str) -> dict:
 def state_layout(module) -> list[tuple[str, tuple[int, ...], str]]:
     """``[(key, shape, dtype), ...]`` of a module's state dict, in order (as the key listings write it)."""
     return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in module.state_dict().items()]
+
+
+def parse_key_listing(text: str) -> dict[str, list[tuple[str, tuple[int, ...], str]]]:
+    """A key listing (``## heading`` lines, then ``key<TAB>shape<TAB>dtype`` rows; the fixtures' ``*_keys.txt``) as
+    ``{heading line: [(key, shape, dtype), ...]}``."""
+    sections: dict[str, list] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = sections.setdefault(line, [])
+        elif current is not None and "\t" in line:
+            key, shape, dtype = line.split("\t")
+            current.append((key, tuple(int(d) for d in re.findall(r"\d+", shape)), dtype))
+    return sections

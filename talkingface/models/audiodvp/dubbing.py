@@ -72,8 +72,9 @@ class Reenactment(nn.Module):
         frame with its new expression, as reenact.py saves it (8-bit), zero past the output's ends."""
         batch, window = targets.shape[:2]
         coeffs, inside = targets[..., :-1].float().clone(), targets[..., -1].float()
-        coeffs[..., self.faces.exp] = self.expressions(audio.float()).to(coeffs.dtype)
-        image, covered = self.faces.render(coeffs.reshape(batch * window, -1), lower=True)
+        with torch.autocast(targets.device.type, enabled=False):  # geometry in float32 under the dub's fp16 AMP
+            coeffs[..., self.faces.exp] = self.expressions(audio.float()).to(coeffs.dtype)
+            image, covered = self.faces.render(coeffs.reshape(batch * window, -1), lower=True)
         image = to_uint8(image).float() / 255.0  # reenact.py's PNGs, read back by the renderer's test loader
         size = image.shape[1]
         image = image.reshape(batch, window, size, size, 3) * inside[..., None, None, None]

@@ -6,24 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from fixture_tools import parse_key_listing
+
 KEYS_FILE = Path(__file__).resolve().parent / "fixtures" / "audiodvp_keys.txt"
 # our submodule -> the heading (its start) of the official network that the release file holds
 SECTIONS = {"audio_encoder": "## AT_net()", "audio2expression": "## AudioExpressionModule(Nw=7)",
             "renderer": "## UnetGenerator(21,3,8,64,", "discriminator": "## NLayerDiscriminator(24,64,3,"}
 ATNET_ENCODER = ("audio_eocder.", "audio_eocder_fc.")  # the part of AT_net that runs (and that we build)
-
-
-def parse_key_listing(text: str) -> dict[str, list[tuple[str, tuple[int, ...], str]]]:
-    """``{heading line: [(key, shape, dtype), ...]}`` from the tab-separated listing."""
-    sections: dict[str, list] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = sections.setdefault(line, [])
-        elif current is not None and "\t" in line:
-            key, shape, dtype = line.split("\t")
-            current.append((key, tuple(int(d) for d in re.findall(r"\d+", shape)), dtype))
-    return sections
 
 
 def network_layout(submodule: str) -> list[tuple[str, tuple[int, ...], str]]:

@@ -2,27 +2,15 @@
 reference notes built from the upstream classes): what ``tests/test_models.py`` checks each release against."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from fixture_tools import parse_key_listing
 
 KEYS_FILE = Path(__file__).resolve().parent / "fixtures" / "dinet_keys.txt"
 # our submodule -> the section heading of dinet_keys.txt that lists it
 SECTIONS = {"networks.generator": "## DINet(3,15,29)", "networks.syncnet": "## SyncNet(15,29,128)",
             "networks.frame_discriminator": "## Discriminator net_dI",
             "networks.clip_discriminator": "## Discriminator net_dV"}
-
-
-def parse_key_listing(text: str) -> dict[str, list[tuple[str, tuple[int, ...], str]]]:
-    """``{section heading: [(key, shape, dtype), ...]}`` from the tab-separated listing."""
-    sections: dict[str, list] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = sections.setdefault(line, [])
-        elif current is not None and "\t" in line:
-            key, shape, dtype = line.split("\t")
-            current.append((key, tuple(int(d) for d in re.findall(r"\d+", shape)), dtype))
-    return sections
 
 
 def official_layout() -> dict[str, list[tuple[str, tuple[int, ...], str]]]:
