@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -79,30 +80,40 @@ def nfr_cache(clip: Any, face_model: ParametricFaceModel, renderer: FaceRenderer
     folder.mkdir(parents=True, exist_ok=True)
     count, size = len(coeffs), renderer.size
     box = portrait_box_of(params[0])
-    crops = np.zeros((count, size, size, 3), np.uint8)
-    frames = 0
-    for index, frame in enumerate(iter_frames(clip.video_path)):
-        if index >= count:
-            break
-        crops[index] = crop_portrait(frame, box, size)
-        frames += 1
-    if frames != count:
-        raise DataError(f"{clip.video_path}: {frames} frames decoded, {count} face3d coefficient rows")
-    renders = np.zeros_like(crops)
-    masks = np.zeros((count, size, size), np.uint8)
-    with torch.no_grad():
-        for start in range(0, count, batch):
-            part = torch.from_numpy(coeffs[start:start + batch]).to(device)
-            image, _ = renderer.render(part)
-            mask = renderer.mouth_mask(part)
-            renders[start:start + batch] = to_uint8(image).cpu().numpy()
-            masks[start:start + batch] = (mask > 0.5).cpu().numpy()
-    keep = masks[..., None].astype(bool)
-    arrays = {"crops": np.where(keep, crops, 0), "renders": np.where(keep, renders, 0), "masks": masks}
-    for name, values in arrays.items():
-        with atomic_path(entry.path(name)) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, values)
+    # streamed into memory-mapped files batch by batch (a 4-minute target at 256 px would be 2.4 GB in memory)
+    with contextlib.ExitStack() as stack:
+        temporary = {name: stack.enter_context(atomic_path(entry.path(name))) for name in CACHE_FILES}
+        shapes = {"crops": (count, size, size, 3), "renders": (count, size, size, 3), "masks": (count, size, size)}
+        arrays = {name: np.lib.format.open_memmap(temporary[name], mode="w+", dtype=np.uint8, shape=shapes[name])
+                  for name in CACHE_FILES}
+        frames = 0
+        pending: list[np.ndarray] = []
+
+        def flush(start: int) -> None:
+            part = torch.from_numpy(coeffs[start:start + len(pending)]).to(device)
+            with torch.no_grad():
+                image, _ = renderer.render(part)
+                mask = (renderer.mouth_mask(part) > 0.5).cpu().numpy()
+            keep = mask[..., None]
+            arrays["crops"][start:start + len(pending)] = np.where(keep, np.stack(pending), 0)
+            arrays["renders"][start:start + len(pending)] = np.where(keep, to_uint8(image).cpu().numpy(), 0)
+            arrays["masks"][start:start + len(pending)] = mask
+            pending.clear()
+
+        for index, frame in enumerate(iter_frames(clip.video_path)):
+            if index >= count:
+                break
+            pending.append(crop_portrait(frame, box, size))
+            frames += 1
+            if len(pending) == batch:
+                flush(frames - batch)
+        if pending:
+            flush(frames - len(pending))
+        if frames != count:
+            raise DataError(f"{clip.video_path}: {frames} frames decoded, {count} face3d coefficient rows")
+        for values in arrays.values():
+            values.flush()
+        del arrays
     atomic_write_json(folder / "key.json", key)
     logger.info("%s: AudioDVP renderer data cached (%d frames at %d px)", clip.name, count, size)
     return entry

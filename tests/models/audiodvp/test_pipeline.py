@@ -153,3 +153,41 @@ def test_paste_changes_only_the_blended_pixels_inside_the_box():
     assert np.all(np.abs(inner.astype(int) - 128) <= 1)  # alpha 1: the face's 0.5 grey
     outside = paste_portrait(frame, face, alpha, (100, 100, 40))  # entirely outside: nothing changes
     assert np.array_equal(outside, frame)
+
+
+def test_nfr_cache_holds_the_masked_crops_renders_and_masks_of_build_nfr_dataset(faces, tmp_path: Path):
+    """``A = crop & mask``, ``B = render & mask`` and the dilated mouth mask of every frame, streamed to disk."""
+    import json
+
+    from talkingface.data.store import Clip
+    from talkingface.face3d import crop_portrait, portrait_params
+    from talkingface.media import iter_frames
+    from talkingface.models.audiodvp.data import nfr_cache
+
+    from test_preprocess import face_video
+
+    root = tmp_path / "clip"
+    (root / "face3d").mkdir(parents=True)
+    face_video(root / "video.mp4", seconds=0.2)
+    frames = list(iter_frames(root / "video.mp4"))
+    count = len(frames)
+    coeffs = np.zeros((count, faces.model.num_coeffs), np.float32)
+    coeffs[:, faces.exp.start] = np.linspace(-3, 1, count)  # the jaw moves (the render changes) ...
+    coeffs[:, faces.model.coeff_slices["angle"].start + 1] = np.linspace(-0.3, 0.3, count)  # ... and the head turns
+    box = (-20, 10, 260)
+    np.save(root / "face3d" / "coeffs.npy", coeffs)
+    np.save(root / "face3d" / "crop_params.npy", np.tile(portrait_params(frames[0].shape[1::-1], box), (count, 1)))
+    (root / "face3d" / "step.json").write_text(json.dumps({"summary": {"convention": "audiodvp", "crop": "portrait"}}))
+    np.save(root / "landmarks.npy", np.zeros((count, 68, 2), np.float32))
+    entry = nfr_cache(Clip(root), faces.model, faces, tmp_path / "cache", torch.device("cpu"), batch=2)
+    masks, crops, renders = (np.load(entry.path(name)) for name in ("masks", "crops", "renders"))
+    with torch.no_grad():
+        expected_masks = (faces.mouth_mask(torch.from_numpy(coeffs)) > 0.5).numpy()
+        images = rendering.to_uint8(faces.render(torch.from_numpy(coeffs))[0]).numpy()
+    assert np.array_equal(masks, expected_masks) and len({m.sum() for m in masks}) > 1
+    for index, frame in enumerate(frames):
+        keep = expected_masks[index][..., None]
+        assert np.array_equal(crops[index], np.where(keep, crop_portrait(frame, box, faces.size), 0)), index
+        assert np.array_equal(renders[index], np.where(keep, images[index], 0)), index
+    assert nfr_cache(Clip(root), faces.model, faces, tmp_path / "cache", torch.device("cpu")).folder == entry.folder
+    assert not list((tmp_path / "cache").rglob(".*"))  # no temporary file left
