@@ -76,7 +76,12 @@ class SourceTrack:
 
 
 class DubbingHooks(abc.ABC):
-    """What one dub needs from a model; made per ``generate`` call with its options resolved."""
+    """What one dub needs from a model; made per ``generate`` call with its options resolved.
+
+    ``crops_depend_on_plan``: the crop of an output frame depends on more than its source frame and landmark
+    window (e.g. on its neighbours in the output), so a template's crops are not kept across dubs."""
+
+    crops_depend_on_plan = False
 
     def __init__(self, config: Any, settings: DubbingSettings, generator: torch.nn.Module, device: torch.device):
         self.config, self.settings, self.generator, self.device = config, settings, generator, device
@@ -220,7 +225,7 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
     if not hooks.prepared:
         seed = options.get("seed")
         hooks.prepare(track, np.random.default_rng(int(settings.seed if seed is None else seed)))
-    cache = prepared.crop_cache
+    cache = None if hooks.crops_depend_on_plan else prepared.crop_cache
     count = len(plan)
     samples = min(len(wav), int(round(count / fps * SAMPLE_RATE)))
     overlap = device.type == "cuda" if settings.overlap_io is None else bool(settings.overlap_io)

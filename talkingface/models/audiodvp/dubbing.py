@@ -18,6 +18,7 @@ Frames without a face pass through; the source's frame rate is kept.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+ALPHA_CACHE = 64  # blend weights of the most recent source frames (the ping-pong revisits them in order)
+
 
 def dubbing_settings(model: "AudioDVP") -> DubbingSettings:
     opts = model.options
@@ -46,9 +49,35 @@ def dubbing_settings(model: "AudioDVP") -> DubbingSettings:
         audio_pad="zero")
 
 
+class BoundedCache(OrderedDict):
+    """The ``size`` most recently used entries (the loop visits frames in output order, so neighbours hit)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = int(size)
+
+    def get_recent(self, key: Any) -> Any:
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 class Reenactment(nn.Module):
     """``(targets (B, window, 257 + 1), audio (B, C, 2 window - 1)) -> (B, 3, S, S)`` in [0, 1]: new expressions
-    from the audio, the lower face rendered with them, the neural renderer's image."""
+    from the audio, the lower face rendered with them, the neural renderer's image.
+
+    Output frame m's window shares 6 of its 7 frames with frame m + 1's: each frame's render depends only on its
+    7 audio rows and its target coefficients, so renders are kept (``RENDER_CACHE`` most recent, keyed on those
+    bytes) and each is made once, as ``reenact.py`` renders each frame once."""
+
+    RENDER_CACHE = 32
 
     def __init__(self, model: "AudioDVP", faces: FaceRenderer):
         super().__init__()
@@ -56,34 +85,54 @@ class Reenactment(nn.Module):
                                                                     model.renderer)
         self.__dict__["model"] = model  # not a submodule: the networks above are
         self.faces = faces
-
-    def expressions(self, audio: torch.Tensor) -> torch.Tensor:
-        """(B, window, exp) for the window's frames from (B, C, 2 window - 1) feature rows."""
-        model = self.__dict__["model"]
-        rows = audio.transpose(1, 2)
-        valid = rows.abs().amax(-1) > 0  # the loop's zero rows past the audio's ends
-        features = model.encode_audio(rows, valid)
-        window = model.window
-        deltas = [self.audio2expression(features[:, j:j + window]).squeeze(-1) for j in range(window)]
-        return torch.stack(deltas, dim=1)
+        self.cache = BoundedCache(self.RENDER_CACHE)
 
     def renders(self, targets: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images (B, window, S, S, 3) in [0, 1], covered (B, window, S, S))``: the lower face of each window
         frame with its new expression, as reenact.py saves it (8-bit), zero past the output's ends."""
         batch, window = targets.shape[:2]
-        coeffs, inside = targets[..., :-1].float().clone(), targets[..., -1].float()
-        with torch.autocast(targets.device.type, enabled=False):  # geometry in float32 under the dub's fp16 AMP
-            coeffs[..., self.faces.exp] = self.expressions(audio.float()).to(coeffs.dtype)
-            image, covered = self.faces.render(coeffs.reshape(batch * window, -1), lower=True)
+        size = self.faces.size
+        rows = audio.float().transpose(1, 2)  # (B, 2 window - 1, C)
+        coeffs, inside = targets[..., :-1].float(), targets[..., -1] > 0
+        keys = self._keys(rows, coeffs, inside)
+        missing = [(b, j) for b in range(batch) for j in range(window)
+                   if inside[b, j] and self.cache.get_recent(keys[b][j]) is None]
+        if missing:
+            self._render_missing(missing, keys, rows, coeffs)
+        image = targets.new_zeros(batch, window, size, size, 3, dtype=torch.float32)
+        covered = torch.zeros(batch, window, size, size, dtype=torch.bool, device=targets.device)
+        for b in range(batch):
+            for j in range(window):
+                if inside[b, j]:
+                    image[b, j], covered[b, j] = self.cache.get_recent(keys[b][j])
+        return image, covered
+
+    def _keys(self, rows: torch.Tensor, coeffs: torch.Tensor, inside: torch.Tensor) -> list[list[bytes | None]]:
+        """Per window frame: its 7 audio rows and its target coefficients as bytes (None past the ends)."""
+        window = coeffs.shape[1]
+        rows_cpu, coeffs_cpu, inside_cpu = rows.cpu().numpy(), coeffs.cpu().numpy(), inside.cpu().numpy()
+        return [[rows_cpu[b, j:j + window].tobytes() + coeffs_cpu[b, j].tobytes() if inside_cpu[b, j] else None
+                 for j in range(window)] for b in range(len(coeffs_cpu))]
+
+    def _render_missing(self, missing: list[tuple[int, int]], keys: list, rows: torch.Tensor,
+                        coeffs: torch.Tensor) -> None:
+        model = self.__dict__["model"]
+        window = model.window
+        with torch.autocast(rows.device.type, enabled=False):  # geometry in float32 under the dub's fp16 AMP
+            windows = torch.stack([rows[b, j:j + window] for b, j in missing])
+            valid = windows.abs().amax(-1) > 0  # the loop's zero rows past the audio's ends
+            deltas = self.audio2expression(model.encode_audio(windows, valid)).squeeze(-1)
+            chosen = torch.stack([coeffs[b, j] for b, j in missing]).clone()
+            chosen[:, self.faces.exp] = deltas.to(chosen.dtype)
+            image, covered = self.faces.render(chosen, lower=True)
         image = to_uint8(image).float() / 255.0  # reenact.py's PNGs, read back by the renderer's test loader
-        size = image.shape[1]
-        image = image.reshape(batch, window, size, size, 3) * inside[..., None, None, None]
-        return image, covered.reshape(batch, window, size, size) & (inside[..., None, None] > 0)
+        for n, (b, j) in enumerate(missing):
+            self.cache.put(keys[b][j], (image[n], covered[n]))
 
     def forward(self, targets: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         image, _ = self.renders(targets, audio)
         batch, window, size = image.shape[:3]
-        inside = targets[..., -1].float()[..., None, None, None]
+        inside = targets[..., -1].float()[..., None, None, None].to(image.device)
         signed = (image * 2 - 1) * inside  # zero images (in [-1, 1]) past the ends, as temporal_single_dataset.py
         stacked = signed.permute(0, 1, 4, 2, 3).reshape(batch, 3 * window, size, size)
         return (self.renderer(stacked) + 1) / 2
@@ -102,6 +151,8 @@ class RenderPreview(Reenactment):
 class AudioDVPDubbing(DubbingHooks):
     """One dub with AudioDVP (module docstring)."""
 
+    crops_depend_on_plan = True  # a crop holds its neighbours' targets and whether they are inside the output
+
     def __init__(self, model: "AudioDVP", preview: bool = False):
         self.model = model
         self.faces = model.face_renderer()
@@ -110,7 +161,7 @@ class AudioDVPDubbing(DubbingHooks):
         super().__init__(model.config, dubbing_settings(model), generator, model.device)
         self.coeffs: np.ndarray | None = None
         self.box: tuple[int, int, int] | None = None
-        self.alphas: dict[int, np.ndarray] = {}
+        self.alphas = BoundedCache(ALPHA_CACHE)
 
     def prepare(self, source: SourceTrack, rng: np.random.Generator) -> None:
         from ...io_utils import file_identity
@@ -126,16 +177,18 @@ class AudioDVPDubbing(DubbingHooks):
 
         window = int(model.options["target_smoothing"])
         self.coeffs = smooth_pose(fit.coeffs, self.faces.model.coeff_slices, window)
-        self.box, self.alphas = fit.box, {}
+        self.box, self.alphas = fit.box, BoundedCache(ALPHA_CACHE)
 
     def _alpha(self, source_frame: int) -> np.ndarray:
-        """``comp.py``'s blend weight (S, S) of a source frame's mouth mask."""
-        if source_frame not in self.alphas:
+        """``comp.py``'s blend weight (S, S) of a source frame's mouth mask (the most recent ones kept: memory does
+        not grow with the video)."""
+        alpha = self.alphas.get_recent(source_frame)
+        if alpha is None:
             with torch.no_grad():
                 coeffs = torch.from_numpy(self.coeffs[source_frame:source_frame + 1])
-                alpha = self.faces.composite_alpha(self.faces.mouth_mask(coeffs))
-            self.alphas[source_frame] = alpha[0].numpy().astype(np.float32)
-        return self.alphas[source_frame]
+                alpha = self.faces.composite_alpha(self.faces.mouth_mask(coeffs))[0].numpy().astype(np.float32)
+            self.alphas.put(source_frame, alpha)
+        return alpha
 
     def crop(self, frame: np.ndarray, source: SourceTrack, index: int) -> tuple[torch.Tensor, Any] | None:
         plan = source.plan

@@ -11,6 +11,7 @@ import torch
 
 import talkingface
 from talkingface.media import iter_frames, probe_video, write_wav
+from talkingface.models.audiodvp import rendering
 from talkingface.models.audiodvp.dubbing import AudioDVPDubbing
 from talkingface.pipeline import resolve_checkpoint, run_weights
 
@@ -34,18 +35,45 @@ def model(tmp_path_factory) -> talkingface.TalkingFaceModel:
     return talkingface.build_model("audiodvp", config).eval()
 
 
-def test_expressions_take_each_window_of_the_audio_rows_and_zero_features_past_the_ends(model):
+def test_each_window_frame_is_rendered_with_the_expression_of_its_own_seven_audio_rows(model):
+    """Frame j of output m's window hears feature rows j .. j + 6 of m's 13 (zero rows past the audio's ends give
+    zero features), gets Audio2Expression's expression, and is rendered once: a second call with the window moved by
+    one frame reuses six renders and makes one."""
     hooks = AudioDVPDubbing(model)
-    window = model.window
+    window, faces = model.window, hooks.faces
+    torch.manual_seed(1)
     rows = torch.randn(2, model.audio_width, 2 * window - 1)
     rows[1, :, :2] = 0  # the loop's zero rows past the audio's start
-    got = hooks.generator.expressions(rows)
-    features = rows.transpose(1, 2)
-    for j in range(window):
-        expected = model.audio2expression(features[:, j:j + window]).squeeze(-1)
-        assert torch.allclose(got[:, j], expected, atol=1e-6), j
-    shifted = model.audio2expression(features[:, 1:1 + window]).squeeze(-1)
-    assert (got[:, 0] - shifted).abs().max() > 1e-2  # the next window is not the same (not vacuous)
+    targets = torch.zeros(2, window, faces.model.num_coeffs + 1)
+    targets[..., faces.model.coeff_slices["angle"].start + 1] = torch.linspace(-0.2, 0.2, window)
+    targets[..., -1] = 1
+    targets[0, -1, -1] = 0  # past the output's end
+    with torch.no_grad():
+        image, covered = hooks.generator.renders(targets, rows)
+        features = rows.transpose(1, 2)
+        for b in range(2):
+            for j in range(window):
+                if not targets[b, j, -1]:
+                    assert torch.count_nonzero(image[b, j]) == 0 and not covered[b, j].any()
+                    continue
+                part = features[b:b + 1, j:j + window]
+                part = part * (part.abs().amax(-1, keepdim=True) > 0)
+                coeffs = targets[b:b + 1, j, :-1].clone()
+                coeffs[:, faces.exp] = model.audio2expression(part).squeeze(-1)
+                expected, _ = faces.render(coeffs, lower=True)
+                assert torch.equal(image[b, j], (rendering.to_uint8(expected) / 255.0)[0]), (b, j)
+                if j + 1 < window:  # the next window's expression is another one (not vacuous)
+                    other = targets[b:b + 1, j, :-1].clone()
+                    other[:, faces.exp] = model.audio2expression(features[b:b + 1, j + 1:j + 1 + window]).squeeze(-1)
+                    assert not torch.equal(image[b, j], (rendering.to_uint8(faces.render(other, lower=True)[0]) / 255)[0])
+        made = []
+        original = hooks.generator._render_missing
+        hooks.generator._render_missing = lambda missing, *args: (made.append(len(missing)), original(missing, *args))
+        moved_rows = torch.cat([rows[:1, :, 1:], torch.randn(1, model.audio_width, 1)], dim=2)
+        moved_targets = torch.cat([targets[:1, 1:], targets[:1, -1:]], dim=1)
+        moved_targets[0, -2:, -1] = 1
+        hooks.generator.renders(moved_targets, moved_rows)
+    assert made == [2]  # the frame that entered and the one formerly past the end; five reused
 
 
 def test_dub_of_a_new_video_fits_it_passes_faceless_frames_and_keeps_its_rate(model, tmp_path: Path):
