@@ -49,12 +49,10 @@ import gc
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -64,7 +62,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from process_memory import peak_rss_mb  # noqa: E402
+from process_memory import RssSampler, peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video, wait_for_quiet  # noqa: E402
 
@@ -347,32 +345,6 @@ def network_stage(model, bfm: Path, coeffs: np.ndarray, frames: int, batch: int,
 
 
 # ---- end to end and memory (child processes) ----------------------------------------------------------------------
-class RssSampler:
-    """VmRSS every 0.2 s in a thread; ``phase_peaks(marks)`` splits the samples at the marks."""
-
-    def __init__(self):
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            text = Path("/proc/self/status").read_text()
-            self.samples.append((time.perf_counter(), int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024))
-            self._stop.wait(0.2)
-
-    def stop(self, marks: list[tuple[str, float]]) -> dict:
-        self._stop.set()
-        self._thread.join()
-        peaks, start = {}, float("-inf")
-        for name, end in [*marks, ("dubbing", float("inf"))]:
-            values = [mb for t, mb in self.samples if start < t <= end]
-            peaks[f"{name}_peak_rss_mb"] = round(max(values), 1) if values else None
-            start = end
-        return {**peaks, "samples": len(self.samples)}
-
-
 def child(spec: dict) -> dict:
     """A child process: ``generate`` on ``spec['video']`` ``spec['calls']`` times; per call the seconds, frames/s
     and the split into phases; the peak RSS."""

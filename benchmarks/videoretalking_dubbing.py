@@ -58,7 +58,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "reference_runners"))
-from process_memory import peak_rss_mb  # noqa: E402
+from process_memory import RssSampler, peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 
 OUTPUT = HERE / "results" / "videoretalking_dubbing.json"
@@ -538,41 +538,6 @@ def patched_networks(video: Path, work: Path, model) -> None:
 WORKAROUNDS: set[str] = set()
 
 
-class RssSampler:
-    """VmRSS every 0.2 s in a thread, split at the end of the loop's face tracking (``mark``): the peak of each
-    phase (VmHWM is the process's exact peak; this says where it happens)."""
-
-    def __init__(self):
-        import threading
-
-        self.samples: list[tuple[float, float]] = []
-        self.marked: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import re
-
-        while not self._stop.is_set():
-            text = Path("/proc/self/status").read_text()
-            self.samples.append((time.perf_counter(), int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024))
-            self._stop.wait(0.2)
-
-    def mark(self) -> None:
-        self.marked = time.perf_counter()
-
-    def stop(self) -> dict:
-        self._stop.set()
-        self._thread.join()
-        split = self.marked if self.marked is not None else float("inf")
-        tracking = [mb for t, mb in self.samples if t <= split]
-        dubbing = [mb for t, mb in self.samples if t > split]
-        return {"tracking_peak_rss_mb": round(max(tracking), 1) if tracking else None,
-                "dubbing_peak_rss_mb": round(max(dubbing), 1) if dubbing else None,
-                "samples": len(self.samples)}
-
-
 def child(spec: dict) -> dict:
     """A child process: ``generate`` on ``spec['video']``; frames/s, peak RSS, and the sampled peak of the tracking
     and of the dubbing phase."""
@@ -587,17 +552,18 @@ def child(spec: dict) -> dict:
     rss_before = peak_rss_mb()
     sampler = RssSampler()
     tracking = loop.track_landmarks
+    marks: list[tuple[str, float]] = []
 
     def track_then_mark(*args, **kwargs):
         result = tracking(*args, **kwargs)
-        sampler.mark()
+        marks.append(("tracking", time.perf_counter()))
         return result
 
     loop.track_landmarks = track_then_mark
     start = time.perf_counter()
     out = model.generate(Path(spec["video"]), Path(spec["video"]), work / spec["out"], progress=False)
     seconds = time.perf_counter() - start
-    phases = sampler.stop()
+    phases = sampler.stop(marks)
     frames = probe_video(out).frame_count
     return {"video_seconds": spec["seconds"], "frames": frames, "seconds": round(seconds, 2),
             "frames_per_s": round(frames / seconds, 4), "peak_rss_mb": peak_rss_mb(),
