@@ -322,7 +322,8 @@ def infer(model: str, checkpoint: str | Path, video: str | Path, audio: str | Pa
         files = list(config_files)
         if layer:
             stored = stack.enter_context(tempfile.TemporaryDirectory(prefix="talkingface-infer-"))
-            files.insert(0, Path(stored) / "trained_with.yaml")
+            # named after the checkpoint: a key this version no longer knows is reported against it
+            files.insert(0, Path(stored) / f"{Path(checkpoint).name}.trained-config.yaml")
             files[0].write_text(yaml.safe_dump(layer, sort_keys=False), encoding="utf-8")
         cfg = load_config(model, dataset if isinstance(dataset, str) else None, files, config, cli_overrides)
     setup_logging(cfg["log_level"])
