@@ -305,12 +305,21 @@ def evaluate_videos(videos: str | Path, references: str | Path | None = None, me
 def infer(model: str, checkpoint: str | Path, video: str | Path, audio: str | Path, out: str | Path,
           config: Mapping | None = None, config_files: Iterable[str | Path] = (),
           cli_overrides: Mapping | None = None, **options: Any) -> Path:
-    """Dub ``video`` with ``audio`` using ``checkpoint`` and write ``out``.
+    """Dub ``video`` with ``audio`` using ``checkpoint`` (a weights file or a run folder, ``trained_config``) and
+    write ``out``."""
+    weights, cfg = trained_config(model, checkpoint, config_files, config, cli_overrides)
+    setup_logging(cfg["log_level"])
+    net = build_model(model, cfg).load_checkpoint(weights).to(resolve_device(cfg["device"])).eval()
+    with torch.no_grad():
+        return net.generate(video, audio, out, **options)
 
-    ``checkpoint``: a weights file, or a run folder (its last stage's final weights). The configuration the
-    weights were trained with (the run's ``config.yaml``, or the one a talkingface checkpoint carries) is the
-    first layer under ``config_files``, ``config`` and ``cli_overrides``, so a model trained at other sizes loads
-    without repeating its settings."""
+
+def trained_config(model: str, checkpoint: str | Path, config_files: Iterable[str | Path] = (),
+                   config: Mapping | None = None, cli_overrides: Mapping | None = None) -> tuple[Path, Config]:
+    """``(weights file, config)`` for dubbing with ``checkpoint`` (``infer``, ``serve``): a weights file, or a run
+    folder (its last stage's final weights). The configuration the weights were trained with (the run's
+    ``config.yaml``, or the one a talkingface checkpoint carries) is the first layer under ``config_files``,
+    ``config`` and ``cli_overrides``, so a model trained at other sizes loads without repeating its settings."""
     import yaml
 
     weights, trained_with = resolve_checkpoint(checkpoint)
@@ -326,10 +335,7 @@ def infer(model: str, checkpoint: str | Path, video: str | Path, audio: str | Pa
             files.insert(0, Path(stored) / f"{Path(checkpoint).name}.trained-config.yaml")
             files[0].write_text(yaml.safe_dump(layer, sort_keys=False), encoding="utf-8")
         cfg = load_config(model, dataset if isinstance(dataset, str) else None, files, config, cli_overrides)
-    setup_logging(cfg["log_level"])
-    net = build_model(model, cfg).load_checkpoint(weights).to(resolve_device(cfg["device"])).eval()
-    with torch.no_grad():
-        return net.generate(video, audio, out, **options)
+    return weights, cfg
 
 
 def run_weights(run_dir: Path) -> Path:

@@ -103,16 +103,16 @@ def create_app(service: DubbingService) -> Any:
 def serve(model: str, checkpoint: str | Path, video: str | Path, host: str = "127.0.0.1", port: int = 8000,
           config_files: tuple = (), cli_overrides: Mapping | None = None, options: Mapping[str, Any] | None = None
           ) -> None:
-    """Build ``model`` with ``checkpoint``, prepare ``video`` and serve until interrupted."""
-    from .config import load_config
+    """Build ``model`` with ``checkpoint`` (a weights file or a run folder, under the configuration it was trained
+    with: ``pipeline.trained_config``), prepare ``video`` and serve until interrupted."""
     from .log import setup_logging
-    from .pipeline import build_model
+    from .pipeline import build_model, trained_config
     from .device import resolve_device
 
     uvicorn = require("uvicorn", "talkingface serve", "serve")
-    config = load_config(model=model, config_files=config_files, cli_overrides=cli_overrides)
+    weights, config = trained_config(model, checkpoint, config_files, cli_overrides=cli_overrides)
     setup_logging(config["log_level"])
-    net = build_model(model, config, checkpoint=checkpoint).to(resolve_device(config["device"])).eval()
+    net = build_model(model, config, checkpoint=weights).to(resolve_device(config["device"])).eval()
     service = DubbingService(net, video, options)
     logger.info("serving %s on http://%s:%d (template %s, %d frames)", model, host, port, video,
                 len(service.prepared.landmarks))
