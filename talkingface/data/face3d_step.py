@@ -182,10 +182,9 @@ class Face3dStep(PreprocessStep):
         from ..face3d import portrait
 
         if self.convention is face3d.AUDIODVP:
-            box = portrait.portrait_box(filled, valid, float(self.opts["crop_level"]),
-                                        float(self.opts["vertical_adjust"]))
-            params = np.tile(portrait.portrait_params(size, box), (len(filled), 1))
-            lm = np.stack([portrait.to_portrait(points, params[0]) for points in filled])
+            box, row, lm = portrait.portrait_landmarks(filled, valid, size, float(self.opts["crop_level"]),
+                                                       float(self.opts["vertical_adjust"]))
+            params = np.tile(row, (len(filled), 1))
 
             def frames() -> Iterator[np.ndarray]:
                 for frame in iter_frames(clip.video_path):

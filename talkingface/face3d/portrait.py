@@ -53,3 +53,14 @@ def to_portrait(points: np.ndarray, params: np.ndarray) -> np.ndarray:
 def from_portrait(points: np.ndarray, params: np.ndarray) -> np.ndarray:
     """Crop pixel coordinates -> frame pixel coordinates (inverse of ``to_portrait``)."""
     return (np.asarray(points, np.float64) + 0.5) / params[4] + params[2:4] - 0.5
+
+
+def portrait_landmarks(landmarks: np.ndarray, valid: np.ndarray, frame_size: tuple[int, int],
+                       crop_level: float = CROP_LEVEL, vertical_adjust: float = VERTICAL_ADJUST,
+                       out_size: int = CROP_SIZE) -> tuple[tuple[int, int, int], np.ndarray, np.ndarray]:
+    """One video's portrait crop: ``(box, params (5,), landmarks (T, 68, 2) in crop pixels)`` from its frame
+    ``landmarks`` (frames without a face already filled from a neighbour) and ``valid`` (the frames the box is
+    averaged over); ``frame_size`` is (width, height)."""
+    box = portrait_box(landmarks, valid, crop_level, vertical_adjust)
+    params = portrait_params(frame_size, box, out_size)
+    return box, params, np.stack([to_portrait(points, params) for points in landmarks])

@@ -113,7 +113,7 @@ def nfr_cache(clip: Any, face_model: ParametricFaceModel, renderer: FaceRenderer
             raise DataError(f"{clip.video_path}: {frames} frames decoded, {count} face3d coefficient rows")
         for values in arrays.values():
             values.flush()
-        del arrays
+        arrays.clear()  # the memory maps closed before the files are renamed into place
     atomic_write_json(folder / "key.json", key)
     logger.info("%s: AudioDVP renderer data cached (%d frames at %d px)", clip.name, count, size)
     return entry

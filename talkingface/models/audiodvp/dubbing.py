@@ -28,7 +28,8 @@ from torch import nn
 from ...dubbing import DubbingHooks, DubbingSettings, SourceTrack
 from ...dubbing.paste import to_frame_dtype
 from ...face.crops import resize_bilinear
-from .rendering import FaceRenderer, to_uint8, window_offsets
+from .data import temporal_indices
+from .rendering import FaceRenderer, to_uint8
 
 if TYPE_CHECKING:
     from .model import AudioDVP
@@ -170,7 +171,9 @@ class AudioDVPDubbing(DubbingHooks):
         model = self.model
         key = ("target", str(source.path), repr(file_identity(source.path)), float(source.fps),
                hash(np.nan_to_num(source.landmarks).tobytes()))
+        height, width = source.frame_size
         fit = model.loaded_once(key, lambda: fit_target(source.path, source.fps, source.landmarks, source.valid,
+                                                        (width, height),
                                                         self.faces.model, model.config, self.device,
                                                         model.options["fit_cache_dir"]))
         from .target import smooth_pose
@@ -195,9 +198,8 @@ class AudioDVPDubbing(DubbingHooks):
         shown = int(plan.source_index[index])
         if not source.valid[shown]:
             return None
-        outputs = index + np.array(list(window_offsets(self.model.window)))
-        inside = (outputs >= 0) & (outputs < len(plan))
-        frames = plan.source_index[np.clip(outputs, 0, len(plan) - 1)]
+        outputs, inside = temporal_indices(index, len(plan), self.model.window)
+        frames = plan.source_index[outputs]
         targets = np.concatenate([self.coeffs[frames], inside[:, None].astype(np.float32)], axis=1)
         return torch.from_numpy(targets), (self.box, self._alpha(shown))
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ...errors import DataError
-from ...face3d import ParametricFaceModel, crop_portrait, fit_video, portrait_box, to_portrait
+from ...face3d import ParametricFaceModel, crop_portrait, fit_video
+from ...face3d.portrait import portrait_landmarks
 from ...face3d.fitting import FitSettings
 from ...io_utils import atomic_path, file_identity
 from ...media import iter_frames
@@ -78,9 +79,11 @@ def stored_fit(video: Path, frames: int, fps: float) -> TargetFit | None:
     return TargetFit(face3d.coeffs.astype(np.float32), portrait_box_of(face3d.crop_params[0]), "store")
 
 
-def fit_target(video: Path, fps: float, landmarks: np.ndarray, valid: np.ndarray, face_model: ParametricFaceModel,
-               config: Any, device: torch.device, cache_dir: str | Path | None = None) -> TargetFit:
-    """The coefficients of every frame of ``video`` (tracked ``landmarks`` (n, 68, 2) in frame pixels, ``valid``):
+def fit_target(video: Path, fps: float, landmarks: np.ndarray, valid: np.ndarray, frame_size: tuple[int, int],
+               face_model: ParametricFaceModel, config: Any, device: torch.device,
+               cache_dir: str | Path | None = None) -> TargetFit:
+    """The coefficients of every frame of ``video`` (tracked ``landmarks`` (n, 68, 2) in frame pixels, ``valid``,
+    ``frame_size`` (width, height)):
     from its store clip when it is one, else fitted with ``config['face3d']``'s crop and fit settings."""
     video = Path(video)
     found = stored_fit(video, len(landmarks), fps)
@@ -92,11 +95,9 @@ def fit_target(video: Path, fps: float, landmarks: np.ndarray, valid: np.ndarray
     from ...data.face3d_step import nearest_valid
 
     opts = config["face3d"]
-    box = portrait_box(landmarks, valid, float(opts["crop_level"]), float(opts["vertical_adjust"]))
     filled = nearest_valid(np.asarray(landmarks, np.float64), valid)
-    frame_size = (0, 0)  # only the box's left/top/scale enter the coordinate map
-    params = np.array([*frame_size, box[0], box[1], face_model.image_size / box[2]], np.float64)
-    crop_landmarks = np.stack([to_portrait(points, params) for points in filled])
+    box, _, crop_landmarks = portrait_landmarks(filled, valid, frame_size, float(opts["crop_level"]),
+                                                float(opts["vertical_adjust"]), face_model.image_size)
     settings = FitSettings(batch_size=int(opts["batch_size"]), **dict(opts["fit"]))
     state = None
     if cache_dir:
