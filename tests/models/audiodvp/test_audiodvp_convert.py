@@ -25,15 +25,16 @@ KINDS = ("audio_encoder", "audio2expression", "renderer", "discriminator")
 def small() -> dict[str, nn.Module]:
     """One network per file kind (the AT-net at its only size, the renderer's at small sizes), random weights, the
     BatchNorm counters set to 7 (so that a filled-in zero shows)."""
-    torch.manual_seed(0)
-    nets = {"audio_encoder": ATNetEncoder(), "audio2expression": AudioExpression(),
-            "renderer": UnetGenerator(num_downs=5, ngf=4), "discriminator": NLayerDiscriminator(24, 4, 3)}
-    for net in nets.values():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.num_batches_tracked.fill_(7)
-                module.running_mean.normal_()
-    return nets
+    with torch.random.fork_rng():  # seeded weights; the session's RNG left as it was
+        torch.manual_seed(0)
+        nets = {"audio_encoder": ATNetEncoder(), "audio2expression": AudioExpression(),
+                "renderer": UnetGenerator(num_downs=5, ngf=4), "discriminator": NLayerDiscriminator(24, 4, 3)}
+        for net in nets.values():
+            for module in net.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.num_batches_tracked.fill_(7)
+                    module.running_mean.normal_()
+        return nets
 
 
 def assert_state_equal(actual: dict, expected: dict) -> None:

@@ -17,6 +17,13 @@ from talkingface.pipeline import resolve_checkpoint, run_weights
 
 from test_preprocess import face_video, tone
 
+
+@pytest.fixture(autouse=True)
+def restore_torch_rng():
+    """The tests seed torch's global generator; each one leaves it as it found it."""
+    with torch.random.fork_rng():
+        yield
+
 TINY = {"audiodvp": {"audio_encoder": "feature", "audio_feature": "mfcc", "image_size": 32,
                      "renderer": {"num_downs": 5, "ngf": 4}, "discriminator": {"ndf": 4, "n_layers": 1}},
         "face3d": {"fit": {"key_frames": 2, "key_landmark_steps": 30, "key_steps": 2, "frame_landmark_steps": 10,
@@ -31,8 +38,9 @@ def model(tmp_path_factory) -> talkingface.TalkingFaceModel:
     folder = tmp_path_factory.mktemp("bfm")
     write_standin_bfm(folder, vertices=300, audiodvp=True)
     config = {**TINY, "face3d": {**TINY["face3d"], "bfm_folder": str(folder)}}
-    torch.manual_seed(0)
-    return talkingface.build_model("audiodvp", config).eval()
+    with torch.random.fork_rng():  # seeded weights; the session's RNG left as it was
+        torch.manual_seed(0)
+        return talkingface.build_model("audiodvp", config).eval()
 
 
 def test_each_window_frame_is_rendered_with_the_expression_of_its_own_seven_audio_rows(model):
