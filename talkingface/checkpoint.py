@@ -85,6 +85,22 @@ def read_tensors_of(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: cannot be read as a tensor checkpoint ({exc})") from exc
 
 
+def read_release(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Read an authors' release: with ``weights_only=True`` first; should the file also pickle objects that it refuses
+    (a Lightning ``.ckpt``'s OmegaConf ``hyper_parameters``, optimiser states of other classes), again with
+    ``read_tensors_of``, where they become inert ``OpaqueObject``s. Nothing in the file can run code either way; the
+    first error is raised when both fail."""
+    try:
+        return read_checkpoint(path, map_location)
+    except CheckpointError as first:
+        if not Path(path).is_file():
+            raise
+        try:
+            return read_tensors_of(path, map_location)
+        except CheckpointError:
+            raise first from None
+
+
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Remove ``prefix`` from every key that has it (``module.`` from DataParallel checkpoints)."""
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}

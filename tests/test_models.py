@@ -169,8 +169,20 @@ def _audiodvp_file(filename: str, layout: dict) -> tuple[dict, dict]:
     return {"module." + k: v for k, v in whole.items()}, {"audio_encoder": encoder}
 
 
+def _gsmoothface_taft_file(filename: str, layout: dict) -> tuple[dict, dict]:
+    """GSmoothFace_TAFT's trainer checkpoint (``trainers/base.py: _save_checkpoint``): ``{net_G, net_G_ema, opt_G,
+    sch_G, current_epoch, current_iteration}``, ``net_G`` from the DistributedDataParallel-wrapped generator
+    (``module.``), ``net_G_ema`` bare; two different generators."""
+    ema = _listed(layout["taft"])
+    trained = {k: v + 0.5 for k, v in _listed(layout["taft_train"]).items()}
+    contents = {"net_G": {"module." + k: v for k, v in trained.items()}, "net_G_ema": ema,
+                "opt_G": _optimizer_state(len(trained), 0.0), "sch_G": {"step_size": 300000, "gamma": 0.2},
+                "current_epoch": 200, "current_iteration": 300000}
+    return contents, {"taft": ema, "taft_train": trained}
+
+
 OFFICIAL_FILES = {**{name: _videoretalking_file for name in ("LNet.pth", "ENet.pth", "DNet.pt")},
-                  **{name: _audiodvp_file for name in AUDIODVP_FILES}}
+                  **{name: _audiodvp_file for name in AUDIODVP_FILES}, "taft_checkpoint.pt": _gsmoothface_taft_file}
 
 
 def hand_built_release(filename: str, layout: dict) -> tuple[dict, dict]:

@@ -150,22 +150,12 @@ class Face3dStep(PreprocessStep):
             raise DataError(f"{clip.root}: no frame has a face; the face3d step needs landmarks")
         meta = clip.meta
         size = (int(meta["width"]), int(meta["height"]))
-        filled = nearest_valid(landmarks, valid)
-        crops = self._crops(clip, filled, valid, size)
-        if self.method == "recon":
-            coeffs, error = self._regress(crops.frames, progress), None
-        else:
-            model = face3d.ParametricFaceModel(self.bfm_folder, convention=self.convention)
-            result = face3d.fit_video(model, crops.frames, crops.landmarks, valid, self.fit_settings(),
-                                      state_dir=state, device=self.device, progress=progress)
-            coeffs, error = result.coeffs, result.landmark_error
-        if len(coeffs) != len(landmarks):
-            raise DataError(f"{clip.video_path}: {len(coeffs)} frames decoded, {len(landmarks)} landmark frames")
+        coeffs, params, kind, error = self.video_coefficients(clip.video_path, landmarks, valid, size, state, progress)
         np.save(out / "coeffs.npy", coeffs.astype(np.float32))
-        np.save(out / "crop_params.npy", crops.params)
+        np.save(out / "crop_params.npy", params)
         seconds = time.perf_counter() - started
         summary: dict[str, Any] = {
-            "method": self.method, "convention": self.convention.name, "crop": crops.kind,
+            "method": self.method, "convention": self.convention.name, "crop": kind,
             "bfm_folder": str(self.bfm_folder), "standin": face3d.is_standin(self.bfm_folder),
             "weights": str(self.weights) if self.method == "recon" else None, "frames": int(len(coeffs)),
             "frames_without_face": int((~valid).sum()), "seconds": round(seconds, 3),
@@ -177,7 +167,28 @@ class Face3dStep(PreprocessStep):
                     ", SYNTHETIC STAND-IN face model" if summary["standin"] else "", len(coeffs), seconds)
         return summary
 
-    def _crops(self, clip: Clip, filled: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> "Crops":
+    def video_coefficients(self, video: Path, landmarks: np.ndarray, valid: np.ndarray, size: tuple[int, int],
+                           state: Path | None = None, progress: Callable[[int], None] = lambda n: None
+                           ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
+        """``(coeffs (T, 257), crop params (T, 5), crop kind, landmark error or None)`` of any video with tracked
+        ``landmarks`` (T, 68, 2) in frame pixels, ``valid`` frames and frame ``size`` (width, height): what the step
+        stores for a clip (a dub's target video goes through it too). ``state``: where a fit keeps its progress."""
+        from .. import face3d
+
+        filled = nearest_valid(np.asarray(landmarks, np.float64), valid)
+        crops = self._crops(Path(video), filled, valid, size)
+        if self.method == "recon":
+            coeffs, error = self._regress(crops.frames, progress), None
+        else:
+            model = face3d.ParametricFaceModel(self.bfm_folder, convention=self.convention)
+            result = face3d.fit_video(model, crops.frames, crops.landmarks, valid, self.fit_settings(),
+                                      state_dir=state, device=self.device, progress=progress)
+            coeffs, error = result.coeffs, result.landmark_error
+        if len(coeffs) != len(landmarks):
+            raise DataError(f"{video}: {len(coeffs)} frames decoded, {len(landmarks)} landmark frames")
+        return coeffs, crops.params, crops.kind, error
+
+    def _crops(self, video: Path, filled: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> "Crops":
         from .. import face3d
         from ..face3d import portrait
 
@@ -187,7 +198,7 @@ class Face3dStep(PreprocessStep):
             params = np.tile(row, (len(filled), 1))
 
             def frames() -> Iterator[np.ndarray]:
-                for frame in iter_frames(clip.video_path):
+                for frame in iter_frames(video):
                     yield portrait.crop_portrait(frame, box)
 
             return Crops("portrait", params, lm, frames)
@@ -197,7 +208,7 @@ class Face3dStep(PreprocessStep):
         lm = np.stack([face3d.landmarks_to_crop(points, p) for points, p in zip(up, params)])
 
         def aligned() -> Iterator[np.ndarray]:
-            for index, frame in enumerate(iter_frames(clip.video_path)):
+            for index, frame in enumerate(iter_frames(video)):
                 at = min(index, len(params) - 1)  # a longer video fails after the loop (frame count check)
                 yield face3d.resize_n_crop(frame, up[at], params[at][3:5], float(params[at][2]))[0]
 

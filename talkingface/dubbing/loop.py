@@ -90,6 +90,11 @@ class DubbingHooks(abc.ABC):
     def prepare(self, source: SourceTrack, rng: np.random.Generator) -> None:
         """Before the frames stream: e.g. choose and crop the reference frames (seeded by ``rng``)."""
 
+    def prepare_audio(self, wav: np.ndarray, vectors: np.ndarray, plan: InferencePlan) -> None:
+        """Before ``prepare``, once per dub: the whole driving waveform (16 kHz float) and its (T, C) 25 fps feature
+        vectors, for models whose audio network runs over the sequence (e.g. an autoregressive decoder) rather than
+        per frame window."""
+
     @abc.abstractmethod
     def crop(self, frame: np.ndarray, source: SourceTrack, index: int) -> tuple[torch.Tensor, Any] | None:
         """Output frame ``index``: ``((3, H, W) float face in [0, 1], paste info)``, or None to pass it through."""
@@ -219,9 +224,11 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
         prepared = prepare_source(hooks, source_video, options.get("fps"), options.get("face"), progress, info)
     source, fps = prepared.path, prepared.fps
     plan = plan_inference(len(prepared.landmarks), len(vectors), fps, settings.audio_radius, settings.audio_pad)
+    plan_rows = len(vectors)
     if settings.audio_pad == "zero":  # the row past the end that zero-padded windows point at
         vectors = np.concatenate([vectors, np.zeros((1, vectors.shape[1]), vectors.dtype)])
     track = prepared.track(plan)
+    hooks.prepare_audio(wav, vectors[:plan_rows], plan)
     if not hooks.prepared:
         seed = options.get("seed")
         hooks.prepare(track, np.random.default_rng(int(settings.seed if seed is None else seed)))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import load_state_dict_strict, read_checkpoint, read_tensors_of, strip_prefix
+from ..checkpoint import load_state_dict_strict, read_release, strip_prefix
 from ..errors import CheckpointError
 from ..weights import KnownWeights
 from ..nets.resnet import FEATURES, ResNet50
@@ -84,19 +84,9 @@ class ReconNet(nn.Module):
 
 
 def read_recon_checkpoint(path: str | Path) -> Any:
-    """Read ``path`` with ``torch.load(weights_only=True)``. Deep3DFaceRecon's ``epoch_20.pth`` also holds the
-    optimiser and scheduler states (``opt_00``, ``sched_00``); should one of them hold an object
-    ``weights_only`` refuses, the file is read again with ``read_tensors_of`` (tensors and plain containers only,
-    nothing in the file can run code either way) since only ``net_recon`` is used."""
-    try:
-        return read_checkpoint(path)
-    except CheckpointError as first:
-        if not Path(path).is_file():
-            raise
-        try:
-            return read_tensors_of(path)
-        except CheckpointError:
-            raise first from None
+    """Read ``path`` (``checkpoint.read_release``). Deep3DFaceRecon's ``epoch_20.pth`` also holds the optimiser and
+    scheduler states (``opt_00``, ``sched_00``); only ``net_recon`` is used."""
+    return read_release(path)
 
 
 def net_recon_state(checkpoint: Any, path: str | Path) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from ..config import Config, config_root, load_config, read_yaml
 from ..registry import MODELS
 from ..errors import CheckpointError, ConfigError
 from ..checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, is_native_checkpoint,
-                         load_state_dict_strict, read_checkpoint)
+                         load_state_dict_strict, read_release)
 from ..dubbing import DubbingHooks
 from ..training.optimization import OptimizationContext
 from ..weights import KnownWeights
@@ -170,10 +170,11 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
     def load_checkpoint(self, path: str | Path, strict: bool = True) -> "TalkingFaceModel":
         """Load our checkpoint format or the authors' release (via ``convert_official_checkpoint``).
 
-        Loads with ``weights_only=True`` (or safetensors). With ``strict`` any missing or unexpected key or
+        Loads with ``weights_only=True`` (or safetensors; a release that also pickles other objects, such as a
+        Lightning ``.ckpt``'s hyper-parameters, through ``checkpoint.read_release``, which runs none of them). With ``strict`` any missing or unexpected key or
         shape mismatch in a loaded submodule raises CheckpointError naming the file, the submodule and the keys.
         """
-        checkpoint = read_checkpoint(path)
+        checkpoint = read_release(path)
         if is_native_checkpoint(checkpoint):
             saved_model = checkpoint.get("model")
             if saved_model and self.registered_name and saved_model != self.registered_name:

@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from ...dubbing import DubbingHooks, DubbingSettings, SourceTrack
-from ...dubbing.paste import to_frame_dtype
-from ...face.crops import resize_bilinear
+from ...dubbing.paste import paste_portrait
 from .data import temporal_indices
 from .rendering import FaceRenderer, to_uint8
 
@@ -211,25 +210,3 @@ class AudioDVPDubbing(DubbingHooks):
         if self.preview:  # the render where it covers the face
             return paste_portrait(frame, face[..., :3], face[..., 3], box)
         return paste_portrait(frame, face, alpha, box)
-
-
-def paste_portrait(frame: np.ndarray, face: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
-    """``alpha * face + (1 - alpha) * frame`` inside the portrait ``box`` (left, top, size), the (S, S) ``face``
-    (float in [0, 1]) and ``alpha`` resized to the box; a copy, unchanged where alpha is 0 or outside the box."""
-    left, top, size = box
-    height, width = frame.shape[:2]
-    rows = slice(max(top, 0), min(top + size, height))
-    cols = slice(max(left, 0), min(left + size, width))
-    if rows.start >= rows.stop or cols.start >= cols.stop:
-        return frame.copy()
-    big_alpha = resize_bilinear(alpha[..., None].astype(np.float32), (size, size))[..., 0]
-    big_face = resize_bilinear(np.asarray(face, np.float32) * 255.0, (size, size))
-    inner = (slice(rows.start - top, rows.stop - top), slice(cols.start - left, cols.stop - left))
-    weight = np.clip(big_alpha[inner], 0.0, 1.0)[..., None]
-    touched = weight[..., 0] > 0
-    region = frame[rows, cols].astype(np.float32)
-    blended = weight * big_face[inner] + (1.0 - weight) * region
-    out = frame.copy()
-    patch = out[rows, cols]
-    patch[touched] = to_frame_dtype(blended, frame.dtype)[touched]
-    return out

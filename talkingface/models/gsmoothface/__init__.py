@@ -1,1 +1,5 @@
-"""GSmoothFace (Zhang et al., arXiv 2312.07385): networks only so far (issue 30); the model is not registered yet."""
+"""GSmoothFace (Zhang et al., TVCG 2025): A2EP audio-to-expression, MAFB blending and TAFT face translation
+(docs/gsmoothface.md)."""
+from .model import GSmoothFace
+
+__all__ = ["GSmoothFace"]

@@ -11,7 +11,7 @@ import torch
 from talkingface.face3d import ParametricFaceModel, write_standin_bfm
 from talkingface.models.audiodvp import rendering
 from talkingface.models.audiodvp.data import NfrClip, RendererWindows, temporal_indices
-from talkingface.models.audiodvp.dubbing import paste_portrait
+from talkingface.dubbing.paste import paste_portrait
 
 
 @pytest.fixture(scope="module")
