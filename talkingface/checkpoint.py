@@ -46,6 +46,16 @@ class OpaqueObject:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
+    # a pickled dict or list subclass (e.g. Lightning's AttributeDict) is rebuilt item by item
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.__dict__.setdefault("items", {})[key] = value
+
+    def append(self, value: Any) -> None:
+        self.__dict__.setdefault("values", []).append(value)
+
+    def extend(self, values: Any) -> None:
+        self.__dict__.setdefault("values", []).extend(values)
+
 
 # what a tensor checkpoint needs resolved for real; torch itself resolves the storage classes
 _TENSOR_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),

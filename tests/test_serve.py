@@ -29,13 +29,17 @@ SETTINGS = {"dinet": {"mouth_region_size": 32, "audio_feature": "mfcc", "infer_b
                                "enet": False, "reference": "frame", "enhance": "none", "infer_batch": 4}}
 SETTINGS["audiodvp"] = {"audio_encoder": "feature", "audio_feature": "mfcc", "image_size": 32, "infer_batch": 4,
                         "renderer": {"num_downs": 5, "ngf": 4}, "discriminator": {"ndf": 4, "n_layers": 1}}
-# other config sections a model's template needs: AudioDVP fits the template's 3DMM (a stand-in face model, written
-# into the module's folder, and a short fitting schedule)
-SECTIONS = {"audiodvp": {"face3d": {"bfm_folder": "{work}/bfm", "fit": {
-    "key_frames": 2, "key_landmark_steps": 30, "key_steps": 2, "frame_landmark_steps": 10, "frame_steps": 1}}}}
+SETTINGS["gsmoothface"] = {"a2ep": {"audio_encoder": "feature", "audio_feature": "mfcc", "feature_dim": 16},
+                           "taft": {"image_size": 32, "base_nc": 4, "max_nc": 8, "descriptor_nc": 8, "layers": 2,
+                                    "num_res_blocks": 1}, "infer_batch": 4}
+# other config sections a model's template needs: AudioDVP and GSmoothFace fit the template's 3DMM (a stand-in face
+# model, written into the module's folder, and a short fitting schedule)
+FIT = {"key_frames": 2, "key_landmark_steps": 30, "key_steps": 2, "frame_landmark_steps": 10, "frame_steps": 1}
+SECTIONS = {"audiodvp": {"face3d": {"bfm_folder": "{work}/bfm", "fit": FIT}},
+            "gsmoothface": {"face3d": {"bfm_folder": "{work}/bfm", "method": "fit", "fit": FIT}}}
 # each model's own generate option, given on the command line (the server passes it to every dub; AudioDVP has none)
 FLAGS = {"dinet": ["--paste", "feathered"], "lawdnet": ["--paste", "feathered"], "videoretalking": ["--blend", "native"],
-         "audiodvp": []}
+         "audiodvp": [], "gsmoothface": ["--speaker", "3"]}
 
 
 def free_port() -> int:
@@ -50,10 +54,10 @@ def server(tmp_path_factory, request):
     work = tmp_path_factory.mktemp(f"serve_{name}")
     template = face_video(work / "template.mp4", seconds=0.6)
     sections = json.loads(json.dumps(SECTIONS.get(name, {})).replace("{work}", str(work)))
-    if name == "audiodvp":
+    if name in ("audiodvp", "gsmoothface"):
         from talkingface.face3d import write_standin_bfm
 
-        write_standin_bfm(work / "bfm", vertices=300, audiodvp=True)
+        write_standin_bfm(work / "bfm", vertices=300, audiodvp=name == "audiodvp")
     model = talkingface.build_model(name, {name: SETTINGS[name], "progress": False, **sections})
     checkpoint = model.save_weights(work / f"{name}.pth")
     port = free_port()

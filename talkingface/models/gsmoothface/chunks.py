@@ -17,8 +17,9 @@ import numpy as np
 def chunk_spans(total: int, length: int, overlap: int) -> list[tuple[int, int]]:
     """``[(start, end), ...]`` covering ``total`` frames with chunks of at most ``length`` frames, each starting
     ``length - overlap`` after the previous one (the last one ends at ``total``)."""
-    if length < 1 or not 0 <= overlap < length:
-        raise ValueError(f"chunks of {length} frames cannot overlap by {overlap}")
+    if length < 1 or not 0 <= 2 * overlap <= length:
+        raise ValueError(f"chunks of {length} frames cannot overlap by {overlap} (at most half a chunk: a middle "
+                         f"chunk fades in and out)")
     if total <= length:
         return [(0, total)]
     spans, start = [], 0

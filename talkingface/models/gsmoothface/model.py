@@ -377,7 +377,7 @@ class GSmoothFace(TalkingFaceModel):
 
         a2ep, device = self.a2ep, self.device
         length = min(a2ep.max_frames, int(self.options["a2ep"]["max_seq_len"]))
-        overlap = min(int(self.options["chunk_overlap"]), length - 1)
+        overlap = min(int(self.options["chunk_overlap"]), length // 2)  # a middle chunk fades in and out
         style = one_hot.to(device)
 
         def predict(start: int, end: int) -> np.ndarray:

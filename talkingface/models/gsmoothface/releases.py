@@ -10,7 +10,7 @@
 
 ``RELEASES`` (the generic loading tests build the model at the release's size for each) holds TAFT; the A2EP and
 wav2vec 2.0 files (108 M and 94 M parameters) are declared and loaded the same way and tested at a small size in
-``tests/models/gsmoothface/test_convert.py``.
+``tests/models/gsmoothface/test_gsmoothface_convert.py``.
 """
 from __future__ import annotations
 
