@@ -11,9 +11,6 @@
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,8 @@ from torch.utils.data import Dataset
 
 from ...errors import DataError
 from ...face3d import ParametricFaceModel, crop_portrait
-from ...io_utils import atomic_path, atomic_write_json, file_identity
-from ...media import iter_frames
-from ..common.datasets import SeededMemmapDataset
+from ...io_utils import file_identity
+from ..common.datasets import SeededMemmapDataset, cache_folder, write_frame_cache
 from .rendering import FaceRenderer, to_uint8, window_offsets
 
 logger = logging.getLogger(__name__)
@@ -72,49 +68,27 @@ def nfr_cache(clip: Any, face_model: ParametricFaceModel, renderer: FaceRenderer
     key = {"version": CACHE_VERSION, "video": file_identity(clip.video_path),
            "coeffs": file_identity(clip.root / "face3d" / "coeffs.npy"), "face_model": file_identity(face_model.model_path),
            "size": renderer.size, "dilate": renderer.dilate_iterations}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    folder = cache_root / f"{clip.name}-{digest}"
+    folder = cache_folder(cache_root, clip.name, key)
     entry = NfrClip(clip.name, folder, valid)
     if (folder / "key.json").is_file():
         return entry
     folder.mkdir(parents=True, exist_ok=True)
     count, size = len(coeffs), renderer.size
     box = portrait_box_of(params[0])
-    # streamed into memory-mapped files batch by batch (a 4-minute target at 256 px would be 2.4 GB in memory)
-    with contextlib.ExitStack() as stack:
-        temporary = {name: stack.enter_context(atomic_path(entry.path(name))) for name in CACHE_FILES}
-        shapes = {"crops": (count, size, size, 3), "renders": (count, size, size, 3), "masks": (count, size, size)}
-        arrays = {name: np.lib.format.open_memmap(temporary[name], mode="w+", dtype=np.uint8, shape=shapes[name])
-                  for name in CACHE_FILES}
-        frames = 0
-        pending: list[np.ndarray] = []
 
-        def flush(start: int) -> None:
-            part = torch.from_numpy(coeffs[start:start + len(pending)]).to(device)
-            with torch.no_grad():
-                image, _ = renderer.render(part)
-                mask = (renderer.mouth_mask(part) > 0.5).cpu().numpy()
-            keep = mask[..., None]
-            arrays["crops"][start:start + len(pending)] = np.where(keep, np.stack(pending), 0)
-            arrays["renders"][start:start + len(pending)] = np.where(keep, to_uint8(image).cpu().numpy(), 0)
-            arrays["masks"][start:start + len(pending)] = mask
-            pending.clear()
+    def fill(arrays: dict[str, np.ndarray], start: int, crops: np.ndarray) -> None:
+        part = torch.from_numpy(coeffs[start:start + len(crops)]).to(device)
+        with torch.no_grad():
+            image, _ = renderer.render(part)
+            mask = (renderer.mouth_mask(part) > 0.5).cpu().numpy()
+        keep = mask[..., None]
+        arrays["crops"][start:start + len(crops)] = np.where(keep, crops, 0)
+        arrays["renders"][start:start + len(crops)] = np.where(keep, to_uint8(image).cpu().numpy(), 0)
+        arrays["masks"][start:start + len(crops)] = mask
 
-        for index, frame in enumerate(iter_frames(clip.video_path)):
-            if index >= count:
-                break
-            pending.append(crop_portrait(frame, box, size))
-            frames += 1
-            if len(pending) == batch:
-                flush(frames - batch)
-        if pending:
-            flush(frames - len(pending))
-        if frames != count:
-            raise DataError(f"{clip.video_path}: {frames} frames decoded, {count} face3d coefficient rows")
-        for values in arrays.values():
-            values.flush()
-        arrays.clear()  # the memory maps closed before the files are renamed into place
-    atomic_write_json(folder / "key.json", key)
+    shapes = {"crops": (count, size, size, 3), "renders": (count, size, size, 3), "masks": (count, size, size)}
+    write_frame_cache(clip.video_path, count, {name: (entry.path(name), shapes[name]) for name in CACHE_FILES},
+                      lambda frame: crop_portrait(frame, box, size), fill, batch, folder / "key.json", key)
     logger.info("%s: AudioDVP renderer data cached (%d frames at %d px)", clip.name, count, size)
     return entry
 

@@ -50,6 +50,21 @@ def pixel_l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return 0.5 * (F.l1_loss(fake, real) + F.l1_loss(fake_half, real_half))
 
 
+def resolve_vgg19(path: Path, fallback: str, section: str, fallback_loss: str) -> Vgg19Features | None:
+    """The frozen ImageNet VGG19 at ``path``; when the file is absent, CheckpointError (``fallback: error``) or None
+    after one warning naming the file, its source and ``fallback_loss`` (what trains instead)."""
+    reason = VGG19_WEIGHTS.missing_reason(path)
+    if reason is None:
+        return Vgg19Features.pretrained(path).eval()
+    if fallback == "error":
+        raise CheckpointError(f"the {section} perceptual loss needs VGG19 weights: {reason} (download "
+                              f"{VGG19_WEIGHTS.source}, or set {section}.perceptual_fallback: l1)")
+    logger.warning("%s perceptual loss: VGG19 weights %s are missing (%s); training with the 'l1' fallback (%s) "
+                   "instead. Download %s to %s for the official loss.", section, path, reason, fallback_loss,
+                   VGG19_WEIGHTS.source, path)
+    return None
+
+
 class PerceptualLoss:
     """``lamb_perception`` × the VGG19 perceptual loss, or × ``pixel_l1_loss`` when the weights are absent
     and ``perceptual_fallback: l1`` allows it. The VGG is loaded on first use and kept out of the model's
@@ -77,19 +92,9 @@ class PerceptualLoss:
         return "vgg19" if self._vgg is not None else "l1"
 
     def _resolve(self) -> None:
-        if self._resolved:
-            return
-        reason = VGG19_WEIGHTS.missing_reason(self.path)
-        if reason is None:
-            self._vgg = Vgg19Features.pretrained(self.path).eval()
-        elif self.fallback == "error":
-            raise CheckpointError(f"the {self.section} perceptual loss needs VGG19 weights: {reason} (download "
-                                  f"{VGG19_WEIGHTS.source}, or set {self.section}.perceptual_fallback: l1)")
-        else:
-            logger.warning("%s perceptual loss: VGG19 weights %s are missing (%s); training with the 'l1' "
-                           "fallback (pixel L1 at full and half resolution) instead. Download %s to %s for the "
-                           "official loss.", self.section, self.path, reason, VGG19_WEIGHTS.source, self.path)
-        self._resolved = True
+        if not self._resolved:
+            self._vgg = resolve_vgg19(self.path, self.fallback, self.section, "pixel L1 at full and half resolution")
+            self._resolved = True
 
     def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         self._resolve()

@@ -10,9 +10,6 @@ resume) among the clip's other frames with a face.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,9 +19,8 @@ import torch
 
 from ...errors import DataError
 from ...face3d import crop_portrait, portrait_box
-from ...io_utils import atomic_path, atomic_write_json, file_identity
-from ...media import iter_frames
-from ..common.datasets import SeededMemmapDataset
+from ...io_utils import file_identity
+from ..common.datasets import SeededMemmapDataset, cache_folder, write_frame_cache
 from .data import read_face3d_with_params
 from .faces import FaceBlender
 
@@ -74,47 +70,24 @@ def taft_cache(clip: Any, blender: FaceBlender, cache_root: Path, box_settings: 
     key = {"version": CACHE_VERSION, "video": file_identity(clip.video_path),
            "coeffs": file_identity(clip.root / "face3d" / "coeffs.npy"),
            "face_model": file_identity(blender.model.model_path), "size": size, "box": list(box)}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    folder = cache_root / f"{clip.name}-{digest}"
+    folder = cache_folder(cache_root, clip.name, key)
     entry = TaftClip(clip.name, folder, valid, box)
     if (folder / "key.json").is_file():
         return entry
     folder.mkdir(parents=True, exist_ok=True)
     count = len(coeffs)
-    with contextlib.ExitStack() as stack:
-        temporary = {name: stack.enter_context(atomic_path(entry.path(name))) for name in CACHE_FILES}
-        shapes = {"crops": (count, size, size, 3), "blended": (count, size, size, 3), "masks": (count, size, size)}
-        arrays = {name: np.lib.format.open_memmap(temporary[name], mode="w+", dtype=np.uint8, shape=shapes[name])
-                  for name in CACHE_FILES}
-        pending: list[np.ndarray] = []
 
-        def flush(start: int) -> None:
-            crops = np.stack(pending)
-            source = to_signed(crops).to(device)
-            part = torch.from_numpy(coeffs[start:start + len(pending)]).to(device)
-            with torch.no_grad():
-                out = blender.blend(source, part, params[start:start + len(pending)], box)
-            arrays["crops"][start:start + len(pending)] = crops
-            arrays["blended"][start:start + len(pending)] = to_uint8(out.blended)
-            arrays["masks"][start:start + len(pending)] = (out.mask[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
-            pending.clear()
+    def fill(arrays: dict[str, np.ndarray], start: int, crops: np.ndarray) -> None:
+        part = torch.from_numpy(coeffs[start:start + len(crops)]).to(device)
+        with torch.no_grad():
+            out = blender.blend(to_signed(crops).to(device), part, params[start:start + len(crops)], box)
+        arrays["crops"][start:start + len(crops)] = crops
+        arrays["blended"][start:start + len(crops)] = to_uint8(out.blended)
+        arrays["masks"][start:start + len(crops)] = (out.mask[:, 0] * 255).round().to(torch.uint8).cpu().numpy()
 
-        frames = 0
-        for frame in iter_frames(clip.video_path):
-            if frames >= count:
-                break
-            pending.append(crop_portrait(frame, box, size))
-            frames += 1
-            if len(pending) == batch:
-                flush(frames - batch)
-        if pending:
-            flush(frames - len(pending))
-        if frames != count:
-            raise DataError(f"{clip.video_path}: {frames} frames decoded, {count} face3d coefficient rows")
-        for values in arrays.values():
-            values.flush()
-        arrays.clear()  # the memory maps closed before the files are renamed into place
-    atomic_write_json(folder / "key.json", key)
+    shapes = {"crops": (count, size, size, 3), "blended": (count, size, size, 3), "masks": (count, size, size)}
+    write_frame_cache(clip.video_path, count, {name: (entry.path(name), shapes[name]) for name in CACHE_FILES},
+                      lambda frame: crop_portrait(frame, box, size), fill, batch, folder / "key.json", key)
     logger.info("%s: GSmoothFace TAFT pairs cached (%d frames at %d px, box %s)", clip.name, count, size, box)
     return entry
 

@@ -22,7 +22,6 @@ Ours (the release is silent, or has no such thing): the perceptual fallback when
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -32,11 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ...errors import CheckpointError, ConfigError
-from ..common.losses import PERCEPTUAL_FALLBACKS, discriminator_loss, lsgan
-from ..common.vgg import VGG19_WEIGHTS, Vgg19Features, gram_matrix
+from ...errors import ConfigError
+from ..common.losses import PERCEPTUAL_FALLBACKS, discriminator_loss, lsgan, resolve_vgg19
+from ..common.vgg import VGG19_WEIGHTS, gram_matrix
 
-logger = logging.getLogger(__name__)
 
 # imaginaire's ``_vgg19`` layer_name_mapping: index in torchvision's ``vgg19().features`` -> name.
 PIRENDER_VGG19_LAYERS: dict[str, int] = {
@@ -257,20 +255,10 @@ class TaftLoss:
         return "vgg19" if self._vgg is not None else "l1"
 
     def _resolve(self) -> None:
-        if self._resolved:
-            return
-        reason = VGG19_WEIGHTS.missing_reason(self.path)
-        if reason is None:
-            self._vgg = Vgg19Features.pretrained(self.path).eval()
-        elif self.config.perceptual_fallback == "error":
-            raise CheckpointError(f"the {self.section} (TAFT) perceptual loss needs VGG19 weights: {reason} (download "
-                                  f"{VGG19_WEIGHTS.source}, or set {self.section}.perceptual_fallback: l1)")
-        else:
-            logger.warning("%s (TAFT) perceptual loss: VGG19 weights %s are missing (%s); training with the 'l1' "
-                           "fallback (pixel L1 over the loss's %d scales, no style term) instead. Download %s to %s "
-                           "for the official loss.", self.section, self.path, reason, self.config.num_scales,
-                           VGG19_WEIGHTS.source, self.path)
-        self._resolved = True
+        if not self._resolved:
+            self._vgg = resolve_vgg19(self.path, self.config.perceptual_fallback, self.section,
+                                      f"pixel L1 over the loss's {self.config.num_scales} scales, no style term")
+            self._resolved = True
 
     def perceptual(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """The unweighted perceptual term ``P`` (:func:`pirender_perceptual_loss`), or the fallback."""
