@@ -43,7 +43,7 @@ class DubbingSettings:
     """What the loop takes from a model's config."""
 
     label: str  # names progress bars and threads
-    audio_feature: str  # a registered audio feature
+    audio_feature: str  # a registered audio feature ("": none, the model reads the waveform in ``prepare_audio``)
     audio_reduction: str  # talkingface.audio.vectors rule
     audio_channels: int  # the generator's audio width (checked)
     batch: int | None  # frames per generator call (None: 8 on CUDA, 1 on CPU)
@@ -115,6 +115,8 @@ def audio_vectors(settings: DubbingSettings, config: Any, wav: np.ndarray, sourc
     if count < 1:
         raise AudioError(f"{source}: the driving audio is shorter than one 25 fps frame ({len(wav)} samples)")
     name = settings.audio_feature
+    if not name:  # a model whose audio network reads the waveform (``prepare_audio``): no per-frame vectors
+        return np.zeros((count, 0), np.float32)
     raw = AUDIO_FEATURES.get(name)(config).extract(wav, count, AUDIO_FPS)
     vectors = frame_vectors(raw, feature_time_axis(name, raw.shape[1:], settings.audio_reduction))
     if vectors.shape[1] != settings.audio_channels:

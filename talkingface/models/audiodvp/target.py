@@ -8,8 +8,6 @@ keyed on the video, its frame rate and the face model, and an interrupted fit re
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from ...face3d.portrait import portrait_landmarks
 from ...face3d.fitting import FitSettings
 from ...io_utils import atomic_path, file_identity
 from ...media import iter_frames
+from ..common.datasets import cache_folder
 from .data import portrait_box_of
 
 logger = logging.getLogger(__name__)
@@ -103,8 +102,7 @@ def fit_target(video: Path, fps: float, landmarks: np.ndarray, valid: np.ndarray
     if cache_dir:
         key = {"video": file_identity(video), "fps": fps, "face_model": file_identity(face_model.model_path),
                "box": list(box), "settings": settings.to_dict()}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        folder = Path(cache_dir) / f"{video.stem}-{digest}"
+        folder = cache_folder(Path(cache_dir), video.stem, key)
         if (folder / "coeffs.npy").is_file():
             return TargetFit(np.load(folder / "coeffs.npy"), box, "fit")
         state = folder / "state"

@@ -35,16 +35,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LOOP_FEATURE = "mel"  # with wav2vec 2.0 the loop's per-frame vectors are not used; A2EP reads the waveform
 FEATHER = 1 / 64  # the paste weight's Gaussian blur, in box widths (ours: no hard edge where the mask ends)
 
 
 def dubbing_settings(model: "GSmoothFace") -> DubbingSettings:
     opts = model.options
-    feature = model.audio_feature or LOOP_FEATURE
+    feature = model.audio_feature or ""  # with wav2vec 2.0, A2EP reads the waveform (prepare_audio): no vectors
     return DubbingSettings(
         label="gsmoothface", audio_feature=feature, audio_reduction="flatten",
-        audio_channels=model.feature_width(feature), batch=opts["infer_batch"], seed=int(opts["seed"]),
+        audio_channels=model.feature_width(feature) if feature else 0, batch=opts["infer_batch"], seed=int(opts["seed"]),
         face=opts["face"], face_backend=opts["face_backend"], max_gap=int(opts["infer_max_gap"]),
         channels_last=False, amp=bool(opts["infer_amp"]), overlap_io=opts["overlap_io"],
         reverse_block_frames=int(opts["reverse_block_frames"]), audio_radius=0)

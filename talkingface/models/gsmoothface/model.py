@@ -309,14 +309,27 @@ class GSmoothFace(TalkingFaceModel):
 
     def a2ep_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """The official ``_run_step``: the vertex loss of the (free-running) forward, or with ``supervise_exp`` the
-        coefficients' MSE."""
+        coefficients' MSE.
+
+        ``teacher_forcing: true``: the official forward feeds the ground truth back through ``vertice_map``, a
+        Linear(64, ·), so it takes the 64 coefficients (template zeros (B, 1, 64), ``face_vertex`` the expressions;
+        the official training code hands it the (T, 3N) vertices and fails); the vertices are then made from the
+        output as the free-running path makes them. The biased mask is 3-D (one item's heads): batch 1."""
         a = self.options["a2ep"]
-        teacher = bool(a["teacher_forcing"])
         with self.autocast():
+            if a["teacher_forcing"]:
+                exp = batch["exp"]
+                if len(exp) != 1:
+                    raise ConfigError("gsmoothface.a2ep.teacher_forcing: the biased mask takes batch 1 (set "
+                                      "gsmoothface.stages.a2ep.batch_size: 1)")
+                forced = {**batch, "template": exp.new_zeros(len(exp), 1, exp.shape[-1]), "face_vertex": exp}
+                predicted = self.a2ep(forced, teacher_forcing=True, return_loss=False, return_exp=True)
+            else:
+                predicted = self.a2ep(batch, teacher_forcing=False, return_loss=False, return_exp=True)
             if a["supervise_exp"]:
-                predicted = self.a2ep(batch, teacher_forcing=teacher, return_loss=False, return_exp=True)
                 return F.mse_loss(predicted.float(), batch["exp"])
-            return self.a2ep(batch, torch.nn.MSELoss(), teacher_forcing=teacher).float()
+            vertices = batch["template"] + torch.einsum("ijk,iak->iaj", batch["exp_base"], predicted.float())
+            return self.a2ep.loss(vertices, batch["face_vertex"], torch.nn.MSELoss()).float()
 
     def training_step(self, batch: dict, step: int) -> dict[str, float]:
         if self.stage == "a2ep":

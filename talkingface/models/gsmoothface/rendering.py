@@ -157,12 +157,34 @@ def close(mask: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
     return erode(dilate(mask, kernel), kernel)
 
 
+def binary_dilate(mask: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+    """``dilate`` of a 0/1 mask in one convolution: a pixel is set where the kernel, anchored there, covers a set
+    pixel (zero padding: outside ignored). Exact (the counts are small integers)."""
+    weight = torch.from_numpy(kernel.astype(np.float32)).to(mask.device)[None, None]
+    height, width = kernel.shape
+    counts = F.conv2d(mask.reshape(-1, 1, *mask.shape[-2:]).float(), weight, padding=(height // 2, width // 2))
+    return (counts > 0.5).to(mask.dtype).reshape(mask.shape)
+
+
+def binary_erode(mask: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+    """``erode`` of a 0/1 mask in one convolution: set where the kernel, anchored there, covers only set pixels
+    (outside ignored: the border padded with ones)."""
+    weight = torch.from_numpy(kernel.astype(np.float32)).to(mask.device)[None, None]
+    height, width = kernel.shape
+    padded = F.pad(mask.reshape(-1, 1, *mask.shape[-2:]).float(), (width // 2, width // 2, height // 2, height // 2),
+                   value=1.0)
+    return (F.conv2d(padded, weight) > float(kernel.sum()) - 0.5).to(mask.dtype).reshape(mask.shape)
+
+
 def mafb_mask(coverage: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """(B, 224, 224) 0/1 floats: TAFT's augmented mask of the coverage (B, 224, 224): closed with the 21 x 21
-    ellipse; below row ``SPLIT_ROW`` also dilated with the 5-wide, 31-tall ellipse."""
+    ellipse; below row ``SPLIT_ROW`` also dilated with the 5-wide, 31-tall ellipse (on the 0/1 coverage the
+    convolution forms of ``dilate`` and ``erode``: three convolutions instead of ~900 row operations)."""
     mask = coverage.to(dtype or (coverage.dtype if coverage.is_floating_point() else torch.float32))
-    closed = close(mask, ellipse_kernel(*CLOSE_KSIZE))
-    dilated = dilate(closed, ellipse_kernel(*DILATE_KSIZE))
+    mask = (mask > 0.5).to(mask.dtype)  # the coverage is 0/1
+    close_kernel = ellipse_kernel(*CLOSE_KSIZE)
+    closed = binary_erode(binary_dilate(mask, close_kernel), close_kernel)
+    dilated = binary_dilate(closed, ellipse_kernel(*DILATE_KSIZE))
     lower = torch.arange(mask.shape[-2], device=mask.device).view(-1, 1) >= SPLIT_ROW
     return torch.where(lower, dilated, closed)
 

@@ -10,7 +10,6 @@ video, its frame rate and the step's settings, and an interrupted fit resumes.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from ...errors import DataError
 from ...io_utils import atomic_path, file_identity
+from ..common.datasets import cache_folder
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,7 @@ def target_coefficients(video: Path, fps: float, landmarks: np.ndarray, valid: n
     if cache_dir:
         key = {"video": file_identity(video), "fps": fps, "settings": step.fingerprint(),
                "landmarks": hashlib.sha256(np.nan_to_num(landmarks).tobytes()).hexdigest()}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        folder = Path(cache_dir) / f"{video.stem}-{digest}"
+        folder = cache_folder(Path(cache_dir), video.stem, key)
         if (folder / "coeffs.npy").is_file() and (folder / "params.npy").is_file():
             return TargetCoefficients(np.load(folder / "coeffs.npy"), np.load(folder / "params.npy"), "fit")
         state = folder / "state"

@@ -22,6 +22,8 @@ from numerics import assert_close64, fp32_bound, max_abs_diff, scale_of
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 seeded = load_module(FIXTURES / "seeded_a2ep.py", "gsmoothface_seeded_a2ep")
 COMMIT = "acdc6d662ef96638444c1e17984432866e17b0de"
+UNBIASED = ("scores = scores + self.biased_mask[:, i:i + 1, :i + 1].to(scores.dtype)", "scores = scores")
+FRAME_PE = ("x = token[:, 0] + offset[0]", "x = token[:, 0] + self.PPE.pe[i]")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,8 @@ def outputs(net: A2EP, batches: dict, dtype: torch.dtype, official: dict | None 
         out = {"teacher": net(cast["teacher"], teacher_forcing=True, return_loss=False, return_exp=True),
                "free": net(cast["free"], teacher_forcing=False, return_loss=False),
                "free_loss": net(cast["free"], torch.nn.MSELoss(), teacher_forcing=False),
-               "predict": net.predict(cast["predict"])}
+               "predict": net.predict(cast["predict"]),
+               "predict_loop": net.predict(cast["predict"], incremental=False)}
         if official is not None:
             weights = torch.ones(seeded.VERTICES, dtype=dtype)
             weights[torch.from_numpy(official["mouth_indices"])] = 1.8
@@ -84,13 +87,15 @@ def test_state_dict_layout_is_the_official_release():
 
 @pytest.mark.numerics
 def test_float64_parity_with_the_official_module_and_breaks(official, net, batches, monkeypatch):
-    """All five outputs equal the official ones within 1e-9 of their scale. Each quirk, undone, misses that bound by
-    orders of magnitude (measured: 3.4e8 ×, 9.2e7 ×, 1.4e8 ×, 2.3e8 ×): the positional encoding indexed by frames
-    (the "fixed" PPE), the free-running forward with the biased mask, ``predict`` without it, features interpolated
-    with ``align_corners=False``."""
+    """All five outputs equal the official ones within 1e-9 of their scale, ``predict`` both as the official loop
+    (``incremental=False``) and decoded one row per step (the default; 1.8e-15 from the fixture). Each quirk, undone,
+    misses that bound by orders of magnitude: the positional encoding indexed by frames (the "fixed" PPE; 2.4e8 × in
+    the free run, 3.4e8 × in ``predict``), the free-running forward with the biased mask (9.2e7 ×), ``predict``
+    without it (the loop without the mask 1.4e8 ×, the incremental decoder without the ALiBi bias 8.6e5 ×), features
+    interpolated with ``align_corners=False`` (2.3e8 ×)."""
     ours = outputs(net, batches, torch.float64, official)
     for name, value in ours.items():
-        assert_close64(value, official[name], f"A2EP {name}")
+        assert_close64(value, official[name.replace("_loop", "")], f"A2EP {name}")
 
     def miss(name: str) -> float:
         value = outputs(net, batches, torch.float64)[name]
@@ -98,19 +103,28 @@ def test_float64_parity_with_the_official_module_and_breaks(official, net, batch
 
     mutated(monkeypatch, a2ep.BatchAxisPositionalEncoding, "forward", "self.pe[: x.size(0)]",
             "self.pe[: x.size(1)].transpose(0, 1)")
-    ppe = miss("predict")
+    ppe = miss("free")
+    monkeypatch.undo()
+    mutated(monkeypatch, a2ep.A2EP, "_incremental", FRAME_PE[0], FRAME_PE[1])
+    ppe_predict = miss("predict")
     monkeypatch.undo()
     mutated(monkeypatch, a2ep.A2EP, "forward", "masked=False", "masked=True")
     free_masked = miss("free")
     monkeypatch.undo()
     mutated(monkeypatch, a2ep.A2EP, "predict", "masked=True", "masked=False")
+    loop_unmasked = max_abs_diff(outputs(net, batches, torch.float64)["predict_loop"], official["predict"]) / (
+        1e-9 * scale_of(official["predict"]))
+    monkeypatch.undo()
+    mutated(monkeypatch, a2ep.A2EP, "_incremental", UNBIASED[0], UNBIASED[1])
     predict_unmasked = miss("predict")
     monkeypatch.undo()
     mutated(monkeypatch, wav2vec, "linear_interpolation", "align_corners=True", "align_corners=False")
     corners = miss("teacher")
     monkeypatch.undo()
-    for name, ratio in (("frame-indexed PPE", ppe), ("masked free run", free_masked),
-                        ("unmasked predict", predict_unmasked), ("align_corners=False", corners)):
+    for name, ratio in (("frame-indexed PPE", ppe), ("frame-indexed PPE in predict", ppe_predict),
+                        ("masked free run", free_masked),
+                        ("unmasked predict (official loop)", loop_unmasked), ("unbiased predict", predict_unmasked),
+                        ("align_corners=False", corners)):
         assert ratio > 1e4, f"{name}: only {ratio:.3g} x the float64 bound"
 
 
@@ -119,15 +133,15 @@ def test_float32_predict_within_bound(official, net, batches, monkeypatch):
     """float32 ``predict`` vs the official float64 output. Bound (docs/testing.md rule 4): depth 24 linear/conv layers
     on the longest path (CNN 7, projection 1, 2 encoder layers × 4, feature map 1, decoder 5, output 1, one feedback
     step 1), terms 768 (the largest fan-in, the positional conv's 48 × 16 and the encoder's 768). Measured on this
-    AVX-512 EPYC: 6.6 / 6.6 / 8.0 eps32 × scale (native / AVX2 / SSE4.1) against a bound of 5.3e3; ``predict`` without
-    the biased mask misses it by far (float64: 1.4e8 × 1e-9 of the scale, i.e. ~60 × this bound)."""
+    AVX-512 EPYC: 6.6 / 6.6 / 8.0 eps32 × scale (native / AVX2 / SSE4.1) against a bound of 5.3e3; the positional
+    encoding indexed by frames in ``predict`` misses it by 540 ×."""
     expected = official["predict"]
     bound = fp32_bound(scale_of(expected), 768, 24)
     error = max_abs_diff(outputs(net, batches, torch.float32)["predict"], expected)
     assert error <= bound, f"float32 predict differs by {error:.3g} > {bound:.3g}"
-    mutated(monkeypatch, a2ep.A2EP, "predict", "masked=True", "masked=False")
+    mutated(monkeypatch, a2ep.A2EP, "_incremental", FRAME_PE[0], FRAME_PE[1])
     broken = max_abs_diff(outputs(net, batches, torch.float32)["predict"], expected)
-    assert broken >= 10 * bound, f"unmasked predict: {broken:.3g} misses {bound:.3g} by < 10x"
+    assert broken >= 10 * bound, f"frame-indexed PPE in predict: {broken:.3g} misses {bound:.3g} by < 10x"
 
 
 def test_biased_mask_and_alignment_mask():

@@ -162,3 +162,64 @@ def test_one_step_of_each_stage_trains_its_networks_and_taft_moves_its_average(m
         expected = EMA_DECAY * before[ema_key] + (1 - EMA_DECAY) * state[key]
         assert torch.allclose(state[ema_key], expected, rtol=0, atol=1e-7), key
     assert int(net.taft_iterations) == 1
+
+
+@pytest.mark.parametrize("teacher_forcing,supervise_exp", [(True, False), (True, True), (False, True)])
+def test_a2ep_loss_under_each_official_option(model, teacher_forcing, supervise_exp):
+    """``teacher_forcing`` feeds the 64 coefficients back (the official training code would hand the decoder the
+    vertices and fail); ``supervise_exp`` is the coefficients' MSE; both give a finite loss with gradients reaching
+    the decoder, and the vertex loss is the official one of the vertices made from the output."""
+    net = talkingface.build_model("gsmoothface", {**TINY, "face3d": model.config["face3d"].to_dict(),
+                                                  "gsmoothface": {**TINY["gsmoothface"], "a2ep": {
+                                                      **TINY["gsmoothface"]["a2ep"], "teacher_forcing": teacher_forcing,
+                                                      "supervise_exp": supervise_exp}}}).eval()  # no dropout
+    frames, width, vertices = 8, net.feature_width("mfcc"), 40
+    exp_base = torch.randn(1, 3 * vertices, 64) * 0.01
+    template = torch.randn(1, frames, 3 * vertices)
+    exp = torch.randn(1, frames, 64)
+    batch = {"raw_audio": torch.randn(1, frames, width), "template": template,
+             "face_vertex": template + torch.einsum("ijk,iak->iaj", exp_base, exp), "one_hot": torch.eye(8)[:1],
+             "exp_base": exp_base, "exp": exp}
+    with torch.no_grad():
+        net.a2ep.vertice_map_r.weight.normal_(0, 0.1)
+    loss = net.a2ep_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and net.a2ep.transformer_decoder.layers[0].linear1.weight.grad.abs().sum() > 0
+    if not supervise_exp:  # predicted 0 + bias: the loss is the official mean squared vertex distance
+        with torch.no_grad():
+            forced = {**batch, "template": torch.zeros(1, 1, 64), "face_vertex": exp}
+            out = net.a2ep(forced, teacher_forcing=True, return_loss=False, return_exp=True)
+            made = template + torch.einsum("ijk,iak->iaj", exp_base, out)
+            expected = torch.nn.functional.mse_loss(made, batch["face_vertex"])
+        assert torch.allclose(loss, expected, rtol=1e-5)
+
+
+def test_wav2vec2_a2ep_reads_the_waveform_and_the_loop_computes_no_feature(model):
+    """With wav2vec 2.0 the loop hands the hooks the whole waveform and no per-frame vectors (``audio_feature: ""``);
+    the expressions are A2EP's ``predict`` on the chunk's waveform normalised as Wav2Vec2Processor does, padded by
+    its last row to the audio's 25 fps frame count (the official ``test_step``)."""
+    from talkingface.dubbing import audio_vectors
+    from talkingface.models.gsmoothface.data import normalise_waveform
+    from talkingface.models.gsmoothface.dubbing import dubbing_settings
+
+    small = {"hidden_size": 768, "num_hidden_layers": 1, "num_attention_heads": 12, "intermediate_size": 32,
+             "conv_dim": [16] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 16}
+    torch.manual_seed(2)
+    net = talkingface.build_model("gsmoothface", {**TINY, "face3d": model.config["face3d"].to_dict(),
+                                                  "gsmoothface": {**TINY["gsmoothface"], "a2ep": {
+                                                      "audio_encoder": "wav2vec2", "wav2vec2": small,
+                                                      "feature_dim": 16}}}).eval()
+    with torch.no_grad():
+        net.a2ep.vertice_map_r.weight.normal_(0, 0.5)
+    settings = dubbing_settings(net)
+    wav = tone(1.0).astype(np.float64)
+    vectors = audio_vectors(settings, net.config, wav, Path("speech.wav"))
+    assert settings.audio_feature == "" and vectors.shape == (25, 0)
+    one_hot = net.one_hot(2)
+    joined = net.predict_expressions(wav, None, 25, one_hot)
+    with torch.no_grad():
+        direct = net.a2ep.predict({"raw_audio": torch.from_numpy(normalise_waveform(wav[:16000]))[None],
+                                   "one_hot": one_hot})[0].numpy()
+    assert len(direct) == 24  # round(49 CNN features / 50 * 25) = 24: one row short of the audio's 25 frames
+    np.testing.assert_allclose(joined[:24], direct, rtol=0, atol=1e-6)
+    assert np.array_equal(joined[24], joined[23])  # padded with the last row, as the official test_step
