@@ -31,6 +31,28 @@ def test_video_roundtrip_with_audio(tmp_path: Path):
     assert abs(np.argmax(spectrum) * 16000 / 12288 - 440) < 3
 
 
+def test_a_closed_writer_holds_no_encoder_threads(tmp_path: Path):
+    """The AAC encoder's resampler (a filter graph with worker threads) goes when the writer closes, even while the
+    writer object lives on in a reference cycle: a process forked later (a DataLoader worker, a multiprocessing
+    Manager) must not inherit it as garbage, whose collection in the child waits forever on threads that are not
+    there (a CI hang in test_trainer, traced with gdb to ``avfilter_graph_free``)."""
+    import gc
+
+    def graphs() -> int:
+        return sum(type(o).__name__ in ("Graph", "AudioResampler") for o in gc.get_objects())
+
+    gc.collect()
+    before = graphs()
+    with VideoWriter(tmp_path / "a.mp4", 25, audio=np.zeros(16000, np.float32)) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+        assert graphs() > before  # not vacuous: encoding audio made one
+    cycle = [writer]
+    cycle.append(cycle)
+    assert graphs() == before
+    del cycle, writer
+
+
 def test_odd_frame_sizes_are_padded(tmp_path: Path):
     with VideoWriter(tmp_path / "odd.mp4", 25) as writer:
         writer.write(np.zeros((31, 45, 3), np.uint8))

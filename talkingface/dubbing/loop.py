@@ -91,7 +91,7 @@ class DubbingHooks(abc.ABC):
         """Before the frames stream: e.g. choose and crop the reference frames (seeded by ``rng``)."""
 
     def prepare_audio(self, wav: np.ndarray, vectors: np.ndarray, plan: InferencePlan) -> None:
-        """Before ``prepare``, once per dub: the whole driving waveform (16 kHz float) and its (T, C) 25 fps feature
+        """After ``prepare`` (which a served template runs once), once per dub: the whole driving waveform (16 kHz float) and its (T, C) 25 fps feature
         vectors, for models whose audio network runs over the sequence (e.g. an autoregressive decoder) rather than
         per frame window."""
 
@@ -230,10 +230,10 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
     if settings.audio_pad == "zero":  # the row past the end that zero-padded windows point at
         vectors = np.concatenate([vectors, np.zeros((1, vectors.shape[1]), vectors.dtype)])
     track = prepared.track(plan)
-    hooks.prepare_audio(wav, vectors[:plan_rows], plan)
     if not hooks.prepared:
         seed = options.get("seed")
         hooks.prepare(track, np.random.default_rng(int(settings.seed if seed is None else seed)))
+    hooks.prepare_audio(wav, vectors[:plan_rows], plan)
     cache = None if hooks.crops_depend_on_plan else prepared.crop_cache
     count = len(plan)
     samples = min(len(wav), int(round(count / fps * SAMPLE_RATE)))

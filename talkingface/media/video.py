@@ -258,6 +258,16 @@ class VideoWriter:
                     for packet in self._audio_stream.encode(None):
                         self._container.mux(packet)
         except BaseException:
-            self._stack.__exit__(*sys.exc_info())
+            self._release(*sys.exc_info())
             raise
-        self._stack.__exit__(exc_type, exc, tb)
+        self._release(exc_type, exc, tb)
+
+    def _release(self, exc_type, exc, tb) -> None:
+        """Close the container and drop the streams now: the AAC encoder's resampler is a filter graph with worker
+        threads; left to the garbage collector (a writer caught in a reference cycle), a process forked meanwhile (a
+        DataLoader worker, a multiprocessing Manager) could free it in the child and wait forever on a thread that
+        does not exist there."""
+        try:
+            self._stack.__exit__(exc_type, exc, tb)
+        finally:
+            self._container = self._stream = self._audio_stream = None

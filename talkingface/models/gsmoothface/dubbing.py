@@ -3,10 +3,11 @@ the driving audio), ``app/main_render_pred_results.py`` (the target's coefficien
 ``demo.sh`` (MAFB, ``net_G_ema(reference, blended)``) in one pass, pasted back into the full frame (the official code
 writes TAFT's 512 x 512 crops).
 
-- ``prepare_audio``: A2EP's expressions for the whole driving audio at 25 fps (``model.predict_expressions``: chunks
-  of at most 600 frames, cross-faded), with the chosen speaker's style;
 - ``prepare``: the target's coefficients (``target.target_coefficients``), its static face box, TAFT's reference:
   the box of the first frame with a face (the official test set takes frame 0);
+- ``prepare_audio``: A2EP's expressions for the whole driving audio at 25 fps (``model.predict_expressions``: chunks
+  of at most 600 frames, cross-faded), with the chosen speaker's style (default: the target's own when it is a
+  training clip);
 - ``crop``: output frame m shows source frame s and hears 25 fps feature a: the box of frame s at TAFT's size, its
   coefficients with the expression row a, rendered and blended by MAFB (``faces.FaceBlender``); the paste weight is
   the blend mask, feathered;
@@ -18,6 +19,7 @@ Frames without a face pass through; the source's frame rate is kept.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -81,9 +83,10 @@ class GSmoothFaceDubbing(DubbingHooks):
         self.coeffs: np.ndarray | None = None
         self.params: np.ndarray | None = None
         self.box: tuple[int, int, int] | None = None
+        self.target: Path | None = None  # the dubbed video (its speaker is the default style)
 
     def prepare_audio(self, wav: np.ndarray, vectors: np.ndarray, plan: InferencePlan) -> None:
-        one_hot = self.model.one_hot(self.speaker, getattr(self, "target", None))
+        one_hot = self.model.one_hot(self.speaker, self.target)
         rows = vectors if self.model.audio_feature else None
         self.expressions = self.model.predict_expressions(wav, rows, len(vectors), one_hot)
 
