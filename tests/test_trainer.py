@@ -150,7 +150,7 @@ def test_gradient_averaging_leaves_parameters_outside_every_graph_without_a_grad
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    results = mp.Manager().dict()
+    results = mp.get_context("spawn").Manager().dict()  # not forked from a worker with other libraries' threads
     mp.spawn(_average_in_process, args=(port, results), nprocs=2)
     for rank in (0, 1):
         used, partial, unused = results[rank]

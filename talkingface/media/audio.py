@@ -22,6 +22,7 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         raise MediaError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: file is empty")
+    resampler = None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -37,6 +38,8 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         raise
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise MediaError(f"{path}: cannot decode audio ({exc})") from exc
+    finally:
+        resampler = None  # its filter graph (with threads) freed now, even when a traceback keeps this frame alive
     if not chunks:
         raise MediaError(f"{path}: audio stream holds no samples")
     return np.concatenate(chunks).astype(np.float32, copy=False)

@@ -1,6 +1,7 @@
 """The training loop shared by every model."""
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -37,6 +38,17 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to_device(v, device) for v in batch)
     return batch
+
+
+class CollectingLoader(DataLoader):
+    """A DataLoader that runs the garbage collector before it forks its workers: an object that frees threads it owns
+    (PyAV's filter graphs, left in a reference cycle) must be freed here, where its threads exist; collected in a
+    forked worker, it waits forever on a thread that was not copied (a hang seen in CI, docs/training.md)."""
+
+    def __iter__(self):
+        if self.num_workers > 0:
+            gc.collect()
+        return super().__iter__()
 
 
 def _amp_dtype(name: str) -> torch.dtype:
@@ -113,7 +125,7 @@ class Trainer:
             raise ConfigError(f"dataset of {len(dataset)} samples is smaller than train.batch_size={batch_size} "
                               f"x {self.dist.world_size} process(es)")
         workers = int(self.config["data"]["num_workers"])
-        loader = DataLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
+        loader = CollectingLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
                             pin_memory=self.device.type == "cuda", persistent_workers=False,
                             generator=torch.Generator().manual_seed(int(self.config["seed"])), drop_last=drop_last)
         return loader, sampler
