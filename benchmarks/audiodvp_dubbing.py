@@ -519,6 +519,29 @@ NOTES = ("random weights in the released layouts; torch on 2 threads; frames_per
          "(AudioDVPDubbing keeps the blend weights of the 64 most recent source frames and 32 renders: bounded).")
 
 
+def run_and_write(run: Callable[[Any, Path, list[float]], dict], args, prefix: str) -> None:
+    """After the load has fallen (``wait_for_quiet``): ``run(args, work, loads)`` in a temporary folder (removed
+    after), its wall time added, the result printed and, unless ``args.output`` is None, written atomically there."""
+    torch.set_num_threads(THREADS)
+    loads = wait_for_quiet(args.wait_load, args.wait_minutes, 60)
+    began = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        result = run(args, work, loads)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["wall_seconds"] = round(time.perf_counter() - began, 1)
+    print(json.dumps(result, indent=2))
+    if args.output is None:
+        return
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    partial.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(partial, output)
+    print(f"wrote {output}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, a short fit, nothing quotable")
@@ -543,24 +566,7 @@ def main() -> None:
         args.rounds, args.e2e_seconds, args.rss = 1, 1.0, [1.0, 2.0]
     elif args.output is None:
         args.output = str(OUTPUT)
-    torch.set_num_threads(THREADS)
-    loads = wait_for_quiet(args.wait_load, args.wait_minutes, 60)
-    began = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="audiodvp_dubbing_"))
-    try:
-        result = run(args, work, loads)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    result["wall_seconds"] = round(time.perf_counter() - began, 1)
-    print(json.dumps(result, indent=2))
-    if args.output is None:
-        return
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(partial, output)
-    print(f"wrote {output}")
+    run_and_write(run, args, "audiodvp_dubbing_")
 
 
 if __name__ == "__main__":

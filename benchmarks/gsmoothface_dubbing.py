@@ -71,7 +71,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -82,10 +81,11 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from audiodvp_dubbing import SHORT_FIT, Contention, PhaseTimer, merge, timed_calls, track, with_flops  # noqa: E402
+from audiodvp_dubbing import (SHORT_FIT, Contention, PhaseTimer, merge, run_and_write, timed_calls, track,  # noqa: E402
+                             with_flops)
 from process_memory import RssSampler, peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
-from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video, tone, wait_for_quiet  # noqa: E402
+from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video, tone  # noqa: E402
 
 OUTPUT = HERE / "results" / "gsmoothface_dubbing.json"
 THREADS = 2
@@ -546,24 +546,7 @@ def main() -> None:
         args.e2e_overrides = {"gsmoothface": {"taft": {"image_size": 128}}}
     elif args.output is None:
         args.output = str(OUTPUT)
-    torch.set_num_threads(THREADS)
-    loads = wait_for_quiet(args.wait_load, args.wait_minutes, 60)
-    began = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="gsmoothface_dubbing_"))
-    try:
-        result = run(args, work, loads)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    result["wall_seconds"] = round(time.perf_counter() - began, 1)
-    print(json.dumps(result, indent=2))
-    if args.output is None:
-        return
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(partial, output)
-    print(f"wrote {output}")
+    run_and_write(run, args, "gsmoothface_dubbing_")
 
 
 if __name__ == "__main__":
