@@ -271,3 +271,17 @@ def read_face3d(clip: Clip) -> Face3dCoefficients:
         raise DataError(f"{folder} not found: preprocess with preprocess.steps=[face3d] (docs/face3d.md)")
     info = json.loads((folder / STEP_FILE).read_text(encoding="utf-8"))["summary"]
     return Face3dCoefficients(np.load(folder / "coeffs.npy"), np.load(folder / "crop_params.npy"), info)
+
+
+def stored_face3d(video: Path, frames: int, fps: float, convention: str) -> Face3dCoefficients | None:
+    """The step's output when ``video`` is a complete store clip's video processed in ``convention`` with ``frames``
+    frames at ``fps`` (a dub of a training clip reuses it); None otherwise."""
+    video = Path(video)
+    clip = Clip(video.parent)
+    if video.name != clip.video_path.name or not (clip.root / STEP_NAME / STEP_FILE).is_file() or not clip.is_complete:
+        return None
+    face3d = read_face3d(clip)
+    clip_fps = float(clip.meta.get("fps", 0) or 0)
+    if face3d.info.get("convention") != convention or len(face3d.coeffs) != frames or abs(clip_fps - fps) > 1e-6:
+        return None
+    return face3d

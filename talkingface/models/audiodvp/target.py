@@ -64,16 +64,10 @@ def smooth_pose(coeffs: np.ndarray, slices: dict[str, slice], window: int) -> np
 
 def stored_fit(video: Path, frames: int, fps: float) -> TargetFit | None:
     """The store's coefficients when ``video`` is a store clip fitted in AudioDVP's convention at this rate."""
-    from ...data.face3d_step import STEP_NAME, read_face3d
-    from ...data.steps import STEP_FILE
-    from ...data.store import Clip
+    from ...data.face3d_step import stored_face3d
 
-    clip = Clip(video.parent)
-    if video.name != clip.video_path.name or not (clip.root / STEP_NAME / STEP_FILE).is_file() or not clip.is_complete:
-        return None
-    face3d = read_face3d(clip)
-    clip_fps = float(clip.meta.get("fps", 0) or 0)
-    if face3d.info.get("convention") != "audiodvp" or len(face3d.coeffs) != frames or abs(clip_fps - fps) > 1e-6:
+    face3d = stored_face3d(video, frames, fps, "audiodvp")
+    if face3d is None:
         return None
     return TargetFit(face3d.coeffs.astype(np.float32), portrait_box_of(face3d.crop_params[0]), "store")
 

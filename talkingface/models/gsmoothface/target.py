@@ -38,17 +38,10 @@ class TargetCoefficients:
 def stored_coefficients(video: Path, frames: int, fps: float) -> TargetCoefficients | None:
     """The store's face3d output when ``video`` is a store clip processed in Deep3DFaceRecon's convention at this
     rate."""
-    from ...data.face3d_step import STEP_NAME, read_face3d
-    from ...data.steps import STEP_FILE
-    from ...data.store import Clip
+    from ...data.face3d_step import stored_face3d
 
-    clip = Clip(video.parent)
-    if video.name != clip.video_path.name or not (clip.root / STEP_NAME / STEP_FILE).is_file() or not clip.is_complete:
-        return None
-    face3d = read_face3d(clip)
-    clip_fps = float(clip.meta.get("fps", 0) or 0)
-    if (face3d.info.get("convention") != "deep3dfacerecon" or len(face3d.coeffs) != frames
-            or abs(clip_fps - fps) > 1e-6):
+    face3d = stored_face3d(video, frames, fps, "deep3dfacerecon")
+    if face3d is None:
         return None
     return TargetCoefficients(face3d.coeffs.astype(np.float32), face3d.crop_params, "store")
 
