@@ -65,7 +65,46 @@ def resolve_vgg19(path: Path, fallback: str, section: str, fallback_loss: str) -
     return None
 
 
-class PerceptualLoss:
+class LazyVgg19:
+    """The frozen ImageNet VGG19 of a perceptual loss, resolved on first use (``resolve_vgg19``: CheckpointError or
+    None with a warning when the file is absent) and kept out of the model's state dict. Subclasses set ``path``,
+    ``fallback``, ``section`` and ``fallback_loss`` (what trains without it), and ``_vgg``/``_resolved`` when they
+    are given a network."""
+
+    path: Path
+    fallback: str
+    section: str
+    fallback_loss: str
+    _vgg: Vgg19Features | None = None
+    _resolved: bool = False
+
+    @property
+    def mode(self) -> str:
+        """``vgg19`` or ``l1`` (resolves the weights on first call)."""
+        self._resolve()
+        return "vgg19" if self._vgg is not None else "l1"
+
+    def _resolve(self) -> None:
+        if not self._resolved:
+            self._vgg = resolve_vgg19(self.path, self.fallback, self.section, self.fallback_loss)
+            self._resolved = True
+
+    def vgg_for(self, like: torch.Tensor, match_dtype: bool = False) -> Vgg19Features | None:
+        """The VGG (None in the fallback) on ``like``'s device (and, with ``match_dtype``, in its float32/float64
+        dtype; under autocast it is left alone)."""
+        self._resolve()
+        vgg = self._vgg
+        if vgg is None:
+            return None
+        reference = next(vgg.parameters())
+        if reference.device != like.device:
+            vgg.to(like.device)
+        if match_dtype and reference.dtype != like.dtype and like.dtype in (torch.float32, torch.float64):
+            vgg.to(like.dtype)
+        return vgg
+
+
+class PerceptualLoss(LazyVgg19):
     """``lamb_perception`` × the VGG19 perceptual loss, or × ``pixel_l1_loss`` when the weights are absent
     and ``perceptual_fallback: l1`` allows it. The VGG is loaded on first use and kept out of the model's
     state dict (it is not part of the models' checkpoints).
@@ -82,34 +121,20 @@ class PerceptualLoss:
         if self.fallback not in PERCEPTUAL_FALLBACKS:
             raise ConfigError(f"{section}.perceptual_fallback must be one of {PERCEPTUAL_FALLBACKS}, "
                               f"got {self.fallback!r}")
+        self.fallback_loss = "pixel L1 at full and half resolution"
         self._vgg: Vgg19Features | None = None
         self._resolved = False
 
-    @property
-    def mode(self) -> str:
-        """``vgg19`` or ``l1`` (resolves the weights on first call)."""
-        self._resolve()
-        return "vgg19" if self._vgg is not None else "l1"
-
-    def _resolve(self) -> None:
-        if not self._resolved:
-            self._vgg = resolve_vgg19(self.path, self.fallback, self.section, "pixel L1 at full and half resolution")
-            self._resolved = True
-
     def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        self._resolve()
-        if self._vgg is None:
+        vgg = self.vgg_for(fake)
+        if vgg is None:
             return self.weight * pixel_l1_loss(fake, real)
-        if next(self._vgg.parameters()).device != fake.device:
-            self._vgg.to(fake.device)
-        return self.weight * perceptual_loss(self._vgg, fake, real)
+        return self.weight * perceptual_loss(vgg, fake, real)
 
     def style(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """The VGG19 Gram-matrix style loss (unweighted), or 0 in the L1 fallback (no VGG: no style statistics;
         the fallback's warning covers it)."""
-        self._resolve()
-        if self._vgg is None:
+        vgg = self.vgg_for(fake)
+        if vgg is None:
             return fake.new_zeros(())
-        if next(self._vgg.parameters()).device != fake.device:
-            self._vgg.to(fake.device)
-        return style_loss(self._vgg, fake, real)
+        return style_loss(vgg, fake, real)

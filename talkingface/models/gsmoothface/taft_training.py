@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ...errors import ConfigError
-from ..common.losses import PERCEPTUAL_FALLBACKS, discriminator_loss, lsgan, resolve_vgg19
+from ..common.losses import PERCEPTUAL_FALLBACKS, LazyVgg19, discriminator_loss, lsgan
 from ..common.vgg import VGG19_WEIGHTS, gram_matrix
 
 
@@ -227,7 +227,7 @@ class TaftPatchDiscriminator(nn.Module):
         return self.model(image)
 
 
-class TaftLoss:
+class TaftLoss(LazyVgg19):
     """The released TAFT objective, ``4 · P(fake, target) + 1 · L1(fake, target)`` (:class:`TaftLossConfig`), plus
     ``weight_gan · LSGAN(D(fake))`` when ``weight_gan > 0`` (ours).
 
@@ -243,35 +243,19 @@ class TaftLoss:
         self.config = config or TaftLossConfig()
         self.section = section
         self.path = Path(self.config.vgg19_weights) if self.config.vgg19_weights else VGG19_WEIGHTS.default_path()
+        self.fallback = self.config.perceptual_fallback
+        self.fallback_loss = f"pixel L1 over the loss's {self.config.num_scales} scales, no style term"
         self._vgg = vgg
         self._resolved = vgg is not None
         if vgg is not None:
             vgg.requires_grad_(False)
 
-    @property
-    def mode(self) -> str:
-        """``vgg19`` (the release's loss) or ``l1`` (the fallback); resolves the weights on first call."""
-        self._resolve()
-        return "vgg19" if self._vgg is not None else "l1"
-
-    def _resolve(self) -> None:
-        if not self._resolved:
-            self._vgg = resolve_vgg19(self.path, self.config.perceptual_fallback, self.section,
-                                      f"pixel L1 over the loss's {self.config.num_scales} scales, no style term")
-            self._resolved = True
-
     def perceptual(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """The unweighted perceptual term ``P`` (:func:`pirender_perceptual_loss`), or the fallback."""
-        self._resolve()
         cfg = self.config
-        if self._vgg is None:
+        vgg = self.vgg_for(fake, match_dtype=True)
+        if vgg is None:
             return multiscale_pixel_loss(fake, real, cfg.num_scales, cfg.criterion)
-        vgg = self._vgg
-        reference = next(vgg.parameters())
-        if reference.device != fake.device:
-            vgg.to(fake.device)
-        if reference.dtype != fake.dtype and fake.dtype in (torch.float32, torch.float64):  # autocast: left alone
-            vgg.to(fake.dtype)
         return pirender_perceptual_loss(vgg, fake, real, layers=cfg.layers, layer_weights=cfg.layer_weights,
                                         num_scales=cfg.num_scales, criterion=cfg.criterion,
                                         use_style_loss=cfg.use_style_loss, style_to_perceptual=cfg.style_to_perceptual)
