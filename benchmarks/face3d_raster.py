@@ -205,7 +205,7 @@ def main() -> None:
                 f"{rounds} rounds; forward+backward: gradients w.r.t. vertices and colours",
         "mesh": {"vertices": len(mesh), "triangles": len(faces), "shape": shape},
         "threads": THREADS, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "matmul_peak_gflops": round(matmul_peak_gflops(matmul_size), 1),
+        "matmul_peak_gflops": round(matmul_peak_gflops(size=matmul_size), 1),
         "elementwise_gelem_per_s": round(elementwise_gelem_per_s(), 2),
         "results": rows,
     }

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "example_plugin"))
 
 from talkingface import load_config  # noqa: E402
+from talkingface.benchmark.machine import matmul_peak_gflops  # noqa: E402,F401  (the benchmarks' one definition)
 from talkingface.training import Trainer  # noqa: E402
 from talkingface_example.model import AUDIO_DIM, ExampleInpainter, mask_lower_half  # noqa: E402
 
@@ -39,18 +40,6 @@ class RandomFrames(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"target": self.images[i], "reference": self.images[(i + 1) % len(self)], "audio": self.audio[i]}
-
-
-def matmul_peak_gflops(n: int = 4096, repeats: int = 5) -> float:
-    """Best of ``repeats`` fp32 n x n matmuls."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 def step_flops(model: ExampleInpainter, batch: dict) -> int:

@@ -60,12 +60,14 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "reference_runners"))
 from process_memory import RssSampler, peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
+from talkingface.benchmark import video as synthetic  # noqa: E402
+from talkingface.benchmark.machine import cpu_model  # noqa: E402,F401  (imported from here by the other benchmarks)
+from talkingface.benchmark.video import tone  # noqa: E402,F401
 
 OUTPUT = HERE / "results" / "videoretalking_dubbing.json"
 THREADS = 2
 FPS = 25
 WIDTH, HEIGHT = 1280, 720
-SCALE = 2.5  # the astronaut (512 px, face ~128 px) upscaled: 1280 x 1280, face ~320 px; rows 0:720 kept
 OFFICIAL_LNET_BATCH = 16  # inference.py --LNet_batch_size default
 ANCHOR = {"source": "https://github.com/OpenTalker/video-retalking/issues/22",
           "report": "Tesla T4 16 GB, 832 x 960 (w x h) video, 8 s of video generated in 390 s in total; the reporter "
@@ -80,32 +82,13 @@ CHEAP = {"lnet": {"base_nc": 8, "max_nc": 64, "num_res_blocks": 1, "descriptor_n
 
 # ---- the synthetic 720p talking head ------------------------------------------------------------------------------
 def head_frame() -> np.ndarray:
-    """(720, 1280, 3) uint8: the astronaut upscaled 2.5x, the top 720 rows (the face ~320 px high at x ~575)."""
-    from skimage.data import astronaut
-    from skimage.transform import resize
-
-    image = astronaut()
-    big = resize(image, (int(512 * SCALE), int(512 * SCALE)), order=1, anti_aliasing=False)
-    return np.ascontiguousarray((big[:HEIGHT, :WIDTH] * 255).astype(np.uint8))
-
-
-def tone(seconds: float, rate: int = 16000) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    """(720, 1280, 3) uint8: ``talkingface.benchmark.video.head_frame`` at 720p (the face ~320 px high at x ~575)."""
+    return synthetic.head_frame(WIDTH, HEIGHT)
 
 
 def head_video(path: Path, seconds: float, base: np.ndarray | None = None) -> Path:
-    """A ``seconds`` long 25 fps 1280 x 720 clip: the head swaying 3 px (as tests/test_preprocess.py's
-    ``face_video``), with a tone; written frame by frame with ``talkingface.media.VideoWriter``."""
-    if path.exists():
-        return path
-    from talkingface.media import VideoWriter
-
-    base = head_frame() if base is None else base
-    with VideoWriter(path, FPS, audio=tone(seconds), crf=20, preset="ultrafast") as writer:
-        for i in range(int(round(seconds * FPS))):
-            writer.write(np.roll(base, int(3 * np.sin(i / FPS * 2)), axis=1))
-    return path
+    """``seconds`` of ``talkingface benchmark``'s synthetic talking head at 720p (``base``: that frame, unused)."""
+    return synthetic.talking_head_video(path, (WIDTH, HEIGHT), seconds)
 
 
 # ---- known faces for the random RetinaFace ------------------------------------------------------------------------
@@ -647,16 +630,6 @@ def official_memory_estimate(frame_size: tuple[int, int], frames: int) -> dict:
 
 
 # ---- the run ------------------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _side(stage: dict | None, peak: float, parts: tuple[dict, ...] = ()) -> dict | None:
     """frames/s, GFLOP per frame, GFLOP/s and share of the matmul peak of a stage (or of stages run one after the
     other: ``parts``)."""

@@ -129,6 +129,26 @@ def main_parser(infer_model: str | None = None) -> argparse.ArgumentParser:
     _add_generate_options(p, infer_model)
     _common(p)
 
+    p = sub.add_parser("benchmark", help="per-stage speed and memory of dubbing, against the machine's limit",
+                       description="Dub a synthetic (or given) video with each model through infer's code path, "
+                                   "timing every stage; FLOPs and the matmul limit measured in the same run. "
+                                   "Writes benchmark.json, benchmark.png and benchmark.txt into --out.")
+    p.add_argument("--model", "-m", nargs="+", required=True, help="model name(s), or all (every dubbing model)")
+    p.add_argument("--checkpoint", help="weights to load (default: random weights in the model's layout: timing only)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--dtype", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"],
+                   help="compute dtype(s) of the generator, each a run of its own (e.g. --dtype fp32 bf16)")
+    p.add_argument("--size", default="720p", help="the synthetic video's size: 720p (default), 1080p, 480p or WxH")
+    p.add_argument("--seconds", type=float, default=2.0, help="the synthetic video's length (default 2)")
+    p.add_argument("--batch", type=int, help="frames per generator call (default: the model's)")
+    p.add_argument("--video", help="dub this video instead of the synthetic one")
+    p.add_argument("--audio", help="with this audio (default: the video's own)")
+    p.add_argument("--flop-frames", type=int, default=4, help="frames of the FLOP-counting dub (0: no count)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    p.add_argument("--out", default="benchmark-results", help="where the report goes (default benchmark-results)")
+    p.add_argument("--work", help="where inputs are made and kept (default: <out>/work)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
     p = sub.add_parser("evaluate", help="score checkpoints on a dataset, or a folder of videos",
                        epilog=OVERRIDES_HELP)
     p.add_argument("--model", "-m", help="registered model name (with --dataset and --checkpoints)")
@@ -212,6 +232,12 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             out = face3d.write_standin_bfm(args.folder, args.vertices, args.triangles, audiodvp=args.audiodvp)
         print(f"{out}{' (synthetic stand-in, not the Basel Face Model)' if face3d.is_standin(out) else ''}")
         return 0
+    if command == "benchmark":
+        if extra:
+            raise TalkingFaceError(f"unexpected arguments: {' '.join(extra)}")
+        from .benchmark.command import main as benchmark_main
+
+        return benchmark_main(args)
     overrides = _with_overrides(args, extra)
     files = args.config_files
     if command == "run":

@@ -10,6 +10,8 @@ import torch
 
 import talkingface
 from talkingface.data import ClipStore
+from talkingface.dubbing import LOOP_STAGES
+from talkingface.profiling import OUTSIDE, StageRecorder
 from talkingface.media import probe_video
 from talkingface.pipeline import preprocess
 from talkingface.training import Trainer
@@ -43,8 +45,14 @@ def test_model_trains_one_step_and_generates(name: str, tiny, tmp_path: Path):
 
     clip = store.split("test")[0]
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), StageRecorder() as recorder:
         out = model.generate(clip.video_path, clip.audio_path, tmp_path / "out.mp4")
+    hooks = model.dubbing_hooks()
+    if hooks is not None:  # `talkingface benchmark` reports the loop's stages and the ones the hooks declare
+        recorded = set(recorder.stats) - {OUTSIDE}
+        assert recorded <= {*LOOP_STAGES, *hooks.stages}, f"undeclared stages: {recorded - {*LOOP_STAGES, *hooks.stages}}"
+        assert {"decode", "face tracking", "generator", "encode"} <= recorded
+        assert recorder.stats["generator"].calls >= 1
     info = probe_video(out)
     source = probe_video(clip.video_path)
     assert info.has_audio

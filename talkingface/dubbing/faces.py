@@ -11,6 +11,7 @@ from ..errors import ConfigError, DataError
 from ..face import FaceTracker, build_face_backend
 from ..log import progress_bar
 from ..media import iter_frames
+from ..profiling import staged
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def track_landmarks(path: Path, fps: float, face: Any, config: Any, backend_name
         backend = ChosenFace(backend, index)
     tracker = FaceTracker(backend, int(pre.get("detect_every", 5)), int(max_gap), int(pre.get("smoothing_window", 5)))
     with progress_bar(None, f"{label} landmarks", "frame", enabled=progress) as bar:
-        for frame in iter_frames(path, fps=fps):
+        for frame in staged("decode", iter_frames(path, fps=fps)):
             tracker.update(frame)
             bar.update(1)
     try:

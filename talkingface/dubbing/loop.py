@@ -24,9 +24,11 @@ import torch
 
 from ..audio import feature_time_axis, frame_vectors
 from ..background import BackgroundSink, prefetch
+from ..device import autocast_for, resolve_dtype
 from ..errors import AudioError, ConfigError
 from ..log import progress_bar
 from ..media import VideoInfo, VideoWriter, probe_video, read_audio
+from ..profiling import StagedContext, counting_flops, stage, staged
 from ..registry import AUDIO_FEATURES
 from .faces import track_landmarks
 from .frames import fetch_frames, frames_in_order
@@ -36,6 +38,8 @@ from .plan import AUDIO_FPS, PAD, InferencePlan, plan_inference
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+# the stages every dub goes through (talkingface.profiling); a model's hooks declare their own (``stages``)
+LOOP_STAGES = ("decode", "face tracking", "audio feature", "prepare", "crop", "generator", "paste", "encode")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class DubbingSettings:
     face_backend: str | None  # None: preprocess.face_backend
     max_gap: int  # frames without a face filled from neighbours
     channels_last: bool
-    amp: bool  # fp16 autocast on CUDA
+    amp: bool  # fp16 autocast on CUDA unless the dub's ``dtype`` says otherwise
     overlap_io: bool | None  # None: on for CUDA only
     reverse_block_frames: int  # frames held while playing the video backwards
     audio_radius: int = PAD  # the generator's audio window: its frame's feature +- this many
@@ -72,7 +76,8 @@ class SourceTrack:
 
     def fetch(self, wanted: set[int]) -> dict[int, np.ndarray]:
         """Source frames by index (one decode)."""
-        return fetch_frames(self.path, self.fps, wanted)
+        with stage("decode"):
+            return fetch_frames(self.path, self.fps, wanted)
 
 
 class DubbingHooks(abc.ABC):
@@ -82,6 +87,8 @@ class DubbingHooks(abc.ABC):
     window (e.g. on its neighbours in the output), so a template's crops are not kept across dubs."""
 
     crops_depend_on_plan = False
+    # the model's own stages (``with talkingface.profiling.stage(name)`` in its hooks), nested in the loop's
+    stages: tuple[str, ...] = ()
 
     def __init__(self, config: Any, settings: DubbingSettings, generator: torch.nn.Module, device: torch.device):
         self.config, self.settings, self.generator, self.device = config, settings, generator, device
@@ -141,13 +148,6 @@ def inference_mode(generator: torch.nn.Module, channels_last: bool) -> Iterator[
         generator.train(was_training)
 
 
-def inference_autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """fp16 autocast for dubbing on CUDA when ``amp``; a no-op on CPU (no fp16/bf16 speed-up there)."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 class _Pending:
     """Output frames waiting for the generator (those with a face) or passing through, in order."""
 
@@ -185,8 +185,9 @@ def prepare_source(hooks: DubbingHooks, source_video: str | Path, fps: float | N
     source = Path(source_video)
     info = info or probe_video(source)
     fps = float(fps or info.fps)
-    landmarks, valid = track_landmarks(source, fps, settings.face if face is None else face, hooks.config,
-                                       settings.face_backend, settings.max_gap, progress, settings.label)
+    with stage("face tracking"):
+        landmarks, valid = track_landmarks(source, fps, settings.face if face is None else face, hooks.config,
+                                           settings.face_backend, settings.max_gap, progress, settings.label)
     return PreparedSource(source, fps, (info.height, info.width), landmarks, valid)
 
 
@@ -200,7 +201,8 @@ def prepare_template(hooks: DubbingHooks, source_video: str | Path, seed: int | 
     settings = hooks.settings
     track = prepared.track(plan_inference(count, max(int(round(count * AUDIO_FPS / prepared.fps)), 1), prepared.fps,
                                           settings.audio_radius, settings.audio_pad))
-    hooks.prepare(track, np.random.default_rng(int(hooks.settings.seed if seed is None else seed)))
+    with stage("prepare"):
+        hooks.prepare(track, np.random.default_rng(int(hooks.settings.seed if seed is None else seed)))
     hooks.prepared = True
     prepared.crop_cache = {}
     return prepared
@@ -210,18 +212,21 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
         declared: tuple[GenerateOption, ...] = (), prepared: PreparedSource | None = None, **options: Any) -> Path:
     """Write ``output``: ``source_video`` dubbed with ``audio`` by the model behind ``hooks``.
 
-    ``options``: the loop's (``fps``, ``face``, ``batch``; ``seed`` of the reference choice, ``progress``) and
+    ``options``: the loop's (``fps``, ``face``, ``batch``, ``dtype``; ``seed`` of the reference choice, ``progress``) and
     those the model ``declared``; None means the default. ``prepared`` (from ``prepare_template``) skips the
     tracking and the reference choice.
     """
     settings, device = hooks.settings, hooks.device
     check_options(options, declared, settings.label)
+    dtype = resolve_dtype(device, options.get("dtype") or hooks.config.get("infer_dtype"), settings.amp)
     output = Path(output)
     batch_size = max(int(options.get("batch") or settings.batch or (8 if device.type == "cuda" else 1)), 1)
     progress = bool(options.get("progress", hooks.config.get("progress", True)))
-    info = probe_video(Path(source_video)) if prepared is None else None  # a bad video fails before the audio
-    wav = read_audio(audio, SAMPLE_RATE)
-    vectors = audio_vectors(settings, hooks.config, wav, Path(audio))
+    with stage("decode"):
+        info = probe_video(Path(source_video)) if prepared is None else None  # a bad video fails before the audio
+        wav = read_audio(audio, SAMPLE_RATE)
+    with stage("audio feature"):
+        vectors = audio_vectors(settings, hooks.config, wav, Path(audio))
     if prepared is None:
         prepared = prepare_source(hooks, source_video, options.get("fps"), options.get("face"), progress, info)
     source, fps = prepared.path, prepared.fps
@@ -232,26 +237,31 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
     track = prepared.track(plan)
     if not hooks.prepared:
         seed = options.get("seed")
-        hooks.prepare(track, np.random.default_rng(int(settings.seed if seed is None else seed)))
-    hooks.prepare_audio(wav, vectors[:plan_rows], plan)
+        with stage("prepare"):
+            hooks.prepare(track, np.random.default_rng(int(settings.seed if seed is None else seed)))
+    with stage("audio feature"):
+        hooks.prepare_audio(wav, vectors[:plan_rows], plan)
     cache = None if hooks.crops_depend_on_plan else prepared.crop_cache
     count = len(plan)
     samples = min(len(wav), int(round(count / fps * SAMPLE_RATE)))
     overlap = device.type == "cuda" if settings.overlap_io is None else bool(settings.overlap_io)
+    overlap = overlap and not counting_flops()  # FLOPs are counted in this thread only
     layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     dubbed = 0
 
     def crop(frame: np.ndarray, m: int) -> tuple[torch.Tensor, Any] | None:
-        if cache is None:
-            return hooks.crop(frame, track, m)
-        key = (int(plan.source_index[m]), tuple(int(i) for i in plan.landmark_windows[m]))
-        if key not in cache:
-            cache[key] = hooks.crop(frame, track, m)
-        return cache[key]
+        with stage("crop"):
+            if cache is None:
+                return hooks.crop(frame, track, m)
+            key = (int(plan.source_index[m]), tuple(int(i) for i in plan.landmark_windows[m]))
+            if key not in cache:
+                cache[key] = hooks.crop(frame, track, m)
+            return cache[key]
 
     def prepared_frames() -> Iterator[tuple[np.ndarray, Any, torch.Tensor | None, np.ndarray | None]]:
         """Decode and crop, in output order (a background thread with ``overlap_io``)."""
-        for m, frame in enumerate(frames_in_order(source, fps, plan.source_index, settings.reverse_block_frames)):
+        ordered = frames_in_order(source, fps, plan.source_index, settings.reverse_block_frames)
+        for m, frame in enumerate(staged("decode", ordered)):
             cropped = crop(frame, m)
             if cropped is None:
                 yield frame, None, None, None
@@ -264,19 +274,22 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
         k = 0
         for frame, paste_info in zip(frames, infos):
             if paste_info is not None:
-                frame = hooks.paste(frame, faces[k], paste_info)
+                with stage("paste"):
+                    frame = hooks.paste(frame, faces[k], paste_info)
                 k += 1
-            writer.write(frame)
+            with stage("encode"):
+                writer.write(frame)
 
     def generate(pending: _Pending, generator: torch.nn.Module) -> None:
         nonlocal dubbed
         faces = None
         if pending.faces:
-            batch = torch.stack(pending.faces).to(device).contiguous(memory_format=layout)
-            audio_in = torch.from_numpy(np.stack(pending.audio)).to(device)
-            with torch.no_grad(), inference_autocast(device, settings.amp):
-                faces = hooks.generate(generator, batch, audio_in)
-            faces = faces.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            with stage("generator"):
+                batch = torch.stack(pending.faces).to(device).contiguous(memory_format=layout)
+                audio_in = torch.from_numpy(np.stack(pending.audio)).to(device)
+                with torch.no_grad(), autocast_for(device, dtype):
+                    faces = hooks.generate(generator, batch, audio_in)
+                faces = faces.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         sink.put((pending.frames, pending.infos, faces))
         dubbed += len(pending.faces)
         bar.update(len(pending))
@@ -284,7 +297,7 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
     ahead = 2 * batch_size  # frames decoded ahead; the sink holds at most 2 batches behind
     label = settings.label
     with inference_mode(hooks.generator, settings.channels_last) as generator, \
-            VideoWriter(output, fps, audio=wav[:samples], sample_rate=SAMPLE_RATE) as writer, \
+            StagedContext("encode", VideoWriter(output, fps, audio=wav[:samples], sample_rate=SAMPLE_RATE)) as writer, \
             progress_bar(count, f"{label} dubbing", "frame", enabled=progress) as bar, \
             BackgroundSink(paste_and_write, 2, threaded=overlap, name=f"{label}-paste-encode") as sink, \
             contextlib.closing(prefetch(prepared_frames(), ahead, threaded=overlap, name=f"{label}-decode-crop")) as items:

@@ -31,6 +31,9 @@ LOOP_OPTIONS: tuple[GenerateOption, ...] = (
     GenerateOption("face", "which face to dub when there are several: largest (default) or an index counted "
                            "left to right", face_flag),
     GenerateOption("batch", "frames per generator call (default: the model's setting; 8 on CUDA, 1 on CPU)", int),
+    GenerateOption("dtype", "the generator's compute dtype: fp32, bf16 (CUDA, or a CPU with AVX512-BF16 or AMX; "
+                            "refused elsewhere) or fp16 (CUDA); default fp16 on CUDA with the model's amp setting, "
+                            "else fp32", str, ("fp32", "bf16", "fp16")),
 )
 """Options of the shared dubbing loop, valid for every dubbing model."""
 # keywords for Python callers only: no flag (``--seed`` is the run's seed; the CLI sets ``--<model>.seed``)

@@ -402,3 +402,15 @@ def _standin_text(sources: bf.Bfm09Sources, mesh: StandinMesh, seed: int) -> str
         f"{sources.trim_index.size}, shape-model vertices {shape_vertices}, seed {seed}\n"
         f"expression coefficient {JAW_COMPONENT} opens the jaw when negative ({JAW_DROP} dm of lower-lip drop per "
         "unit)\n\nSee docs/face3d.md, 'Face model files and the stand-in'.\n")
+
+
+BFM_VERTICES, BFM_TRIANGLES = 35709, 70789  # the Basel Face Model's front face (BFM_model_front.mat)
+
+
+def bfm_sized_standin(folder: str | Path) -> Path:
+    """``folder`` holding the stand-in at the real model's size (both conventions' files), written once: what a
+    timing run without the Basel Face Model renders and fits (``talkingface benchmark``)."""
+    folder = Path(folder)
+    if not (folder / bf.AUDIODVP_DATA).is_file() or not (folder / bf.BFM_FRONT).is_file():
+        write_standin_bfm(folder, BFM_VERTICES, BFM_TRIANGLES, audiodvp=True)
+    return folder

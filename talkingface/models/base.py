@@ -88,6 +88,13 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
         model made); none by default."""
         return []
 
+    @classmethod
+    def benchmark_config(cls, work: Path) -> dict:
+        """Config overrides under which ``talkingface benchmark`` dubs with random weights and no files (it says so in
+        its report): the released networks' sizes, with e.g. a registered audio feature in place of one whose weights
+        are missing, or a synthetic stand-in face model written into ``work``. None by default."""
+        return {}
+
     def dubbing_hooks(self, **options: Any) -> DubbingHooks | None:
         """This model's hooks into the shared dubbing loop for one dub (or a served template), with its own
         ``generate_options`` resolved; None for a model with a loop of its own (``talkingface serve`` needs hooks)."""

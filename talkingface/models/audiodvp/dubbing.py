@@ -27,6 +27,7 @@ from torch import nn
 
 from ...dubbing import DubbingHooks, DubbingSettings, SourceTrack
 from ...dubbing.paste import paste_portrait
+from ...profiling import stage
 from .data import temporal_indices
 from .rendering import FaceRenderer, to_uint8
 
@@ -121,10 +122,12 @@ class Reenactment(nn.Module):
         with torch.autocast(rows.device.type, enabled=False):  # geometry in float32 under the dub's fp16 AMP
             windows = torch.stack([rows[b, j:j + window] for b, j in missing])
             valid = windows.abs().amax(-1) > 0  # the loop's zero rows past the audio's ends
-            deltas = self.audio2expression(model.encode_audio(windows, valid)).squeeze(-1)
+            with stage("audio to expression"):
+                deltas = self.audio2expression(model.encode_audio(windows, valid)).squeeze(-1)
             chosen = torch.stack([coeffs[b, j] for b, j in missing]).clone()
             chosen[:, self.faces.exp] = deltas.to(chosen.dtype)
-            image, covered = self.faces.render(chosen, lower=True)
+            with stage("render"):
+                image, covered = self.faces.render(chosen, lower=True)
         image = to_uint8(image).float() / 255.0  # reenact.py's PNGs, read back by the renderer's test loader
         for n, (b, j) in enumerate(missing):
             self.cache.put(keys[b][j], (image[n], covered[n]))
@@ -152,6 +155,7 @@ class AudioDVPDubbing(DubbingHooks):
     """One dub with AudioDVP (module docstring)."""
 
     crops_depend_on_plan = True  # a crop holds its neighbours' targets and whether they are inside the output
+    stages = ("3dmm fit", "blend weights", "audio to expression", "render")
 
     def __init__(self, model: "AudioDVP", preview: bool = False):
         self.model = model
@@ -171,10 +175,11 @@ class AudioDVPDubbing(DubbingHooks):
         key = ("target", str(source.path), repr(file_identity(source.path)), float(source.fps),
                hash(np.nan_to_num(source.landmarks).tobytes()))
         height, width = source.frame_size
-        fit = model.loaded_once(key, lambda: fit_target(source.path, source.fps, source.landmarks, source.valid,
-                                                        (width, height),
-                                                        self.faces.model, model.config, self.device,
-                                                        model.options["fit_cache_dir"]))
+        with stage("3dmm fit"):
+            fit = model.loaded_once(key, lambda: fit_target(source.path, source.fps, source.landmarks, source.valid,
+                                                            (width, height),
+                                                            self.faces.model, model.config, self.device,
+                                                            model.options["fit_cache_dir"]))
         from .target import smooth_pose
 
         window = int(model.options["target_smoothing"])
@@ -186,7 +191,7 @@ class AudioDVPDubbing(DubbingHooks):
         not grow with the video)."""
         alpha = self.alphas.get_recent(source_frame)
         if alpha is None:
-            with torch.no_grad():
+            with torch.no_grad(), stage("blend weights"):
                 coeffs = torch.from_numpy(self.coeffs[source_frame:source_frame + 1])
                 alpha = self.faces.composite_alpha(self.faces.mouth_mask(coeffs))[0].numpy().astype(np.float32)
             self.alphas.put(source_frame, alpha)

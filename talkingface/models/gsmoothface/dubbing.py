@@ -30,6 +30,7 @@ from torch import nn
 from ...dubbing import DubbingHooks, DubbingSettings, InferencePlan, SourceTrack
 from ...dubbing.paste import paste_portrait
 from ...face3d import crop_portrait, portrait_box
+from ...profiling import stage
 from .taft_data import to_signed
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class GSmoothFaceDubbing(DubbingHooks):
     """One dub with GSmoothFace (module docstring)."""
 
     crops_depend_on_plan = True  # a crop holds the expression of the audio its output frame hears
+    stages = ("a2ep", "3dmm fit", "mafb")
 
     def __init__(self, model: "GSmoothFace", preview: bool = False, speaker: str | int | None = None):
         self.model = model
@@ -88,7 +90,8 @@ class GSmoothFaceDubbing(DubbingHooks):
     def prepare_audio(self, wav: np.ndarray, vectors: np.ndarray, plan: InferencePlan) -> None:
         one_hot = self.model.one_hot(self.speaker, self.target)
         rows = vectors if self.model.audio_feature else None
-        self.expressions = self.model.predict_expressions(wav, rows, len(vectors), one_hot)
+        with stage("a2ep"):
+            self.expressions = self.model.predict_expressions(wav, rows, len(vectors), one_hot)
 
     def prepare(self, source: SourceTrack, rng: np.random.Generator) -> None:
         from ...io_utils import file_identity
@@ -99,9 +102,10 @@ class GSmoothFaceDubbing(DubbingHooks):
         key = ("target", str(source.path), repr(file_identity(source.path)), float(source.fps),
                hash(np.nan_to_num(source.landmarks).tobytes()))
         height, width = source.frame_size
-        fit = model.loaded_once(key, lambda: target_coefficients(source.path, source.fps, source.landmarks,
-                                                                 source.valid, (width, height), model.config,
-                                                                 model.options["fit_cache_dir"]))
+        with stage("3dmm fit"):
+            fit = model.loaded_once(key, lambda: target_coefficients(source.path, source.fps, source.landmarks,
+                                                                     source.valid, (width, height), model.config,
+                                                                     model.options["fit_cache_dir"]))
         self.coeffs, self.params = fit.coeffs, fit.params
         t = model.options["taft"]
         self.box = portrait_box(source.landmarks, source.valid, float(t["crop_level"]), float(t["vertical_adjust"]))
@@ -119,7 +123,7 @@ class GSmoothFaceDubbing(DubbingHooks):
         coeffs = self.coeffs[shown].copy()
         heard = min(int(plan.audio_index[index]), len(self.expressions) - 1)
         coeffs[self.blender.model.coeff_slices["exp"]] = self.expressions[heard]
-        with torch.no_grad():
+        with torch.no_grad(), stage("mafb"):
             out = self.blender.blend(to_signed(box_image)[None], torch.from_numpy(coeffs)[None],
                                      self.params[shown:shown + 1], self.box)
         alpha = gaussian_filter(out.mask[0, 0].numpy(), sigma=max(FEATHER * size, 0.5))  # 0 beyond 4 sigma

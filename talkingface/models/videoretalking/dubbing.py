@@ -31,6 +31,7 @@ from torch import nn
 from ...dubbing import DubbingHooks, DubbingSettings, GenerateOption, SourceTrack
 from ...dubbing.paste import feather_mask, paste_feathered, smoothstep
 from ...errors import ConfigError, DataError
+from ...profiling import stage, staged
 from ..dinet.data.crops import crop_face
 from .data import centred_window, face_box, lower_half_masked, to_bgr_tensor
 from .networks.enet import SCALE as ENET_SCALE
@@ -83,6 +84,8 @@ class Synthesis(nn.Module):
 
 class VideoReTalkingDubbing(DubbingHooks):
     """One dub with VideoReTalking (module docstring)."""
+
+    stages = ("stabilise", "reference enhancement", "frame enhancement", "blend")
 
     def __init__(self, model: "VideoReTalking", reference: str | None = None, expression: str | None = None,
                  enhance: str | None = None, blend: str | None = None):
@@ -142,19 +145,22 @@ class VideoReTalkingDubbing(DubbingHooks):
         self.stabiliser = self.model.loaded_once(("stabiliser", self.expression, str(self.device)),
                                                  lambda: build_stabiliser(self.model, self.expression, self.device))
         height, width = source.frame_size
-        self.state = self.stabiliser.analyse(iter_frames(source.path, fps=source.fps), source.landmarks,
-                                             source.valid, (width, height))
+        with stage("stabilise"):
+            self.state = self.stabiliser.analyse(staged("decode", iter_frames(source.path, fps=source.fps)),
+                                                 source.landmarks, source.valid, (width, height))
 
     def _reference(self, frame: np.ndarray, frame_index: int, box: tuple[int, int, int, int]) -> torch.Tensor:
         if self.reference == "frame":
             return self.reference_face
         from .stabilise import paste_stabilised
 
-        face = self.stabiliser.stabilised(self.state, frame, frame_index)
+        with stage("stabilise"):
+            face = self.stabiliser.stabilised(self.state, frame, frame_index)
         if self.nets is not None and self.nets.gpen is not None:
             from .enhance import enhance_reference
 
-            face = np.ascontiguousarray(enhance_reference(face[..., ::-1], self.nets)[..., ::-1])
+            with stage("reference enhancement"):
+                face = np.ascontiguousarray(enhance_reference(face[..., ::-1], self.nets)[..., ::-1])
         return to_bgr_tensor(crop_face(paste_stabilised(frame, face, self.state), box, (self.size, self.size)))
 
     # ---- the loop's hooks ----------------------------------------------------------------------
@@ -192,15 +198,18 @@ class VideoReTalkingDubbing(DubbingHooks):
         top, bottom, left, right = box
         pasted = paste_feathered(frame, face, box, np.ones((bottom - top, right - left), np.float32))
         if nets.gfpgan is not None:  # GFPGAN on the frame; only its mouth and teeth are kept
-            restored = np.ascontiguousarray(restore_frame(np.ascontiguousarray(pasted[..., ::-1]), nets)[..., ::-1])
-            mouth = np.zeros(frame.shape[:2], np.float32)
-            mouth[top:bottom, left:right] = mouth_mask(nets.parsenet, restored[top:bottom, left:right],
-                                                       channels="rgb")  # {0, 1}, as the release's uint8 cast
-            pasted = self._blend(pasted, restored, mouth, box, 10)
-        blend = face_blend(np.ascontiguousarray(pasted[..., ::-1]), nets, bbox=box)
-        if blend is None:  # no face found at 0.9 (the release raises)
-            return self._feathered(frame, face, box)
-        return self._blend(frame, np.ascontiguousarray(blend.face[..., ::-1]), blend.mask, box, 6)
+            with stage("frame enhancement"):
+                restored = np.ascontiguousarray(restore_frame(np.ascontiguousarray(pasted[..., ::-1]), nets)[..., ::-1])
+            with stage("blend"):
+                mouth = np.zeros(frame.shape[:2], np.float32)
+                mouth[top:bottom, left:right] = mouth_mask(nets.parsenet, restored[top:bottom, left:right],
+                                                           channels="rgb")  # {0, 1}, as the release's uint8 cast
+                pasted = self._blend(pasted, restored, mouth, box, 10)
+        with stage("blend"):
+            blend = face_blend(np.ascontiguousarray(pasted[..., ::-1]), nets, bbox=box)
+            if blend is None:  # no face found at 0.9 (the release raises)
+                return self._feathered(frame, face, box)
+            return self._blend(frame, np.ascontiguousarray(blend.face[..., ::-1]), blend.mask, box, 6)
 
     def _blend(self, base: np.ndarray, top: np.ndarray, mask: np.ndarray, box, levels: int) -> np.ndarray:
         """``top`` over ``base`` where ``mask`` is 1, Laplacian pyramids of ``levels``: whole frames at 512 and back

@@ -339,6 +339,12 @@ class VideoReTalking(TalkingFaceModel):
     # ---- inference -----------------------------------------------------------------------------
     generate_options = (*LOOP_OPTIONS, *VIDEORETALKING_OPTIONS)
 
+    @classmethod
+    def benchmark_config(cls, work: Path) -> dict:
+        """One source frame as the reference: the stabilised one needs the released ReconNet, DNet.pt and
+        expression.mat; the enhancement networks run where their files are present (``enhance: auto``)."""
+        return {"videoretalking": {"reference": "frame"}}
+
     def dubbing_hooks(self, **options: Any) -> VideoReTalkingDubbing:
         known = {option.name for option in VIDEORETALKING_OPTIONS}
         return VideoReTalkingDubbing(self, **{k: v for k, v in options.items() if k in known})

@@ -1,7 +1,6 @@
 """The registered ``dinet`` model: official releases, one step of every stage, the recipe, dubbing, fallbacks."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from pathlib import Path
@@ -329,18 +328,6 @@ def test_dubbing_memory_format_is_an_option_and_is_undone(tmp_path, channels_las
         assert len(broken) == 4 and max_abs_diff(broken, theirs[:4]) > 100 * bound
         original = read_frames(src)
         assert np.abs(out[:len(original)].astype(float) - original.astype(float)).mean() > 0.5  # it dubbed
-
-
-def test_dubbing_autocast_is_fp16_on_cuda_only():
-
-    from talkingface.dubbing import inference_autocast
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not isinstance(inference_autocast(cpu, True), torch.autocast)
-    assert not isinstance(inference_autocast(cuda, False), torch.autocast)
-    with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
-        context = inference_autocast(cuda, True)
-    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.float16
 
 
 @pytest.mark.numerics
