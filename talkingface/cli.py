@@ -143,7 +143,7 @@ def main_parser(infer_model: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="frames per generator call (default: the model's)")
     p.add_argument("--video", help="dub this video instead of the synthetic one")
     p.add_argument("--audio", help="with this audio (default: the video's own)")
-    p.add_argument("--flop-frames", type=int, default=4, help="frames of the FLOP-counting dub (0: no count)")
+    p.add_argument("--flop-frames", type=int, default=8, help="frames of the FLOP-counting dub (default 8; 0: no count)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     p.add_argument("--out", default="benchmark-results", help="where the report goes (default benchmark-results)")
     p.add_argument("--work", help="where inputs are made and kept (default: <out>/work)")

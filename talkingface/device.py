@@ -89,3 +89,9 @@ def autocast_for(device: torch.device, dtype: str) -> contextlib.AbstractContext
     if dtype == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+
+
+def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in fp32 when it is bf16 or fp16 (a layer without a reduced-precision kernel, under autocast);
+    fp32 and float64 tensors unchanged."""
+    return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor

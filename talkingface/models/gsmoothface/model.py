@@ -410,11 +410,10 @@ class GSmoothFace(TalkingFaceModel):
     @classmethod
     def benchmark_config(cls, work: Path) -> dict:
         """The synthetic stand-in face model at the Basel Face Model's size (35,709 vertices), written into
-        ``work`` once, and the target's fit kept there."""
+        ``work`` once (the target's fit runs in every dub, as in ``infer``)."""
         from ...face3d import bfm_sized_standin
 
-        return {"face3d": {"bfm_folder": str(bfm_sized_standin(work / "face3d_standin_bfm_size")), "standin": False},
-                "gsmoothface": {"fit_cache_dir": str(work / "fit_cache")}}
+        return {"face3d": {"bfm_folder": str(bfm_sized_standin(work / "face3d_standin_bfm_size")), "standin": False}}
 
     def dubbing_hooks(self, **options: Any):
         from .dubbing import GSmoothFaceDubbing

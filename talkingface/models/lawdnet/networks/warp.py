@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ....device import at_least_fp32
+
 
 CPU_CHANNEL_CHUNK = 8
 
@@ -95,7 +97,9 @@ class LocalAffineWarp(nn.Module):
         return (moved * F.softmax(weight, dim=1)).sum(dim=1)
 
     def warp(self, feature_map: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        """Resize the coarse grids to the feature map and sample every channel with its own grid."""
+        """Resize the coarse grids to the feature map and sample every channel with its own grid (in fp32 under bf16
+        autocast: PyTorch's antialiased resize has no bf16 CPU kernel)."""
+        feature_map, coarse = at_least_fp32(feature_map), at_least_fp32(coarse)
         batch, channels, height, width = feature_map.shape
         size = coarse.shape[2]
         if self.scrambled_grid:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from talkingface.device import at_least_fp32
 from talkingface.models.videoretalking.networks.blocks import ADAIN
 
 RATIO_GLOBAL = 0.75  # FineADAINLama's ratio_gin = ratio_gout
@@ -47,11 +48,12 @@ class FourierUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
+        x = at_least_fp32(x)  # the FFTs in fp32 under bf16/fp16 autocast (no bf16 complex tensors)
         spectrum = torch.fft.rfftn(x, dim=(-2, -1), norm=self.fft_norm)  # (B, C, H, W//2+1) complex
         parts = torch.stack((spectrum.real, spectrum.imag), dim=2)  # (B, C, 2, H, W//2+1): re/im interleaved
         parts = self.relu(self.bn(self.conv_layer(parts.reshape(batch, -1, *parts.shape[3:]))))
         parts = parts.reshape(batch, -1, 2, *parts.shape[2:])
-        spectrum = torch.complex(parts[:, :, 0], parts[:, :, 1])
+        spectrum = torch.complex(at_least_fp32(parts[:, :, 0]), at_least_fp32(parts[:, :, 1]))
         return torch.fft.irfftn(spectrum, s=(height, width), dim=(-2, -1), norm=self.fft_norm)
 
 
