@@ -65,6 +65,8 @@ sys.path.insert(0, str(HERE))
 from process_memory import RssSampler, peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video, wait_for_quiet  # noqa: E402
+from talkingface.benchmark.machine import busy_other_cores, cpu_times  # noqa: E402
+from talkingface.benchmark.report import write_result  # noqa: E402
 
 OUTPUT = HERE / "results" / "audiodvp_dubbing.json"
 THREADS = 2
@@ -81,36 +83,18 @@ CHEAP = {"audiodvp": {"audio_encoder": "feature", "audio_feature": "mfcc", "rend
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
 class Contention:
-    """Cores busy with other processes while a stage ran: the machine's busy time (/proc/stat) less this process's
-    and its waited-for children's (/proc/self/stat), over the wall time. Another engineer's tests on this 2-core
-    machine show up here; a stage with more than ~0.2 is not quotable."""
-
-    HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-    @staticmethod
-    def _busy() -> int:
-        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-        return sum(values) - values[3] - values[4]  # less idle and iowait
-
-    @staticmethod
-    def _own() -> int:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    """Cores busy with other processes while a stage ran (``talkingface.benchmark.machine.busy_other_cores``: the
+    machine's busy time less this process's and its waited-for children's, over the wall time). Another engineer's
+    tests on this 2-core machine show up here; a stage with more than ~0.2 is not quotable."""
 
     def __enter__(self) -> "Contention":
         self.cores = None
-        try:
-            self._start = (self._busy(), self._own(), time.perf_counter())
-        except OSError:
-            self._start = None
+        self._start = (cpu_times(), time.perf_counter())
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._start is not None:
-            busy, own, wall = self._start
-            seconds = time.perf_counter() - wall
-            other = (self._busy() - busy) - (self._own() - own)
-            self.cores = round(max(other, 0) / self.HZ / max(seconds, 1e-9), 3)
+        times, wall = self._start
+        self.cores = busy_other_cores(times, cpu_times(), time.perf_counter() - wall)
 
 
 def standin(work: Path, vertices: int) -> Path:
@@ -536,9 +520,7 @@ def run_and_write(run: Callable[[Any, Path, list[float]], dict], args, prefix: s
         return
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(partial, output)
+    write_result(output, result)
     print(f"wrote {output}")
 
 

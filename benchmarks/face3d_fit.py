@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from talkingface.benchmark.report import write_result  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "face3d_fit.json"
 THREADS = 2
@@ -138,7 +139,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if not args.tiny:
         OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-        OUTPUT.write_text(json.dumps(result, indent=2) + "\n")
+        write_result(OUTPUT, result)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 
 from talkingface.face3d import candidate_pairs, render  # noqa: E402
+from talkingface.benchmark.report import write_result  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "face3d_raster.json"
 THREADS = 2
@@ -213,7 +214,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result.items() if k != "results"}))
         return
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(OUTPUT, result)
     print(f"wrote {OUTPUT}")
 
 

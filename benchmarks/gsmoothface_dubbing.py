@@ -85,7 +85,8 @@ from audiodvp_dubbing import (SHORT_FIT, Contention, PhaseTimer, merge, run_and_
                              with_flops)
 from process_memory import RssSampler, peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
-from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video, tone  # noqa: E402
+from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video  # noqa: E402
+from talkingface.benchmark.video import tone  # noqa: E402
 
 OUTPUT = HERE / "results" / "gsmoothface_dubbing.json"
 THREADS = 2

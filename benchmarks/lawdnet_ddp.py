@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from talkingface.benchmark.report import write_result  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "lawdnet_ddp.json"
 
@@ -83,7 +84,7 @@ def main() -> None:
                        "step of each process, the slower process reported; all_reduced = parameters whose "
                        "gradient is averaged (unused ones keep grad None and are not sent)"}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(Path(args.output), result)
 
 
 if __name__ == "__main__":

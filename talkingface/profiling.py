@@ -127,6 +127,11 @@ class StageRecorder:
             self._counter.__exit__(None, None, None)
 
     @property
+    def records_gpu(self) -> bool:
+        """Whether the stages' peak GPU memory is recorded (CUDA asked for and present)."""
+        return self._cuda
+
+    @property
     def memory_resettable(self) -> bool:
         """Whether the per-stage RSS peaks are exact (else each is the process's peak so far)."""
         return self._memory is not None and self._memory.resettable
@@ -222,4 +227,4 @@ class StagedContext:
 
 def counting_flops() -> bool:
     """Whether the active recorder counts FLOPs (work must then stay in the recording thread)."""
-    return _ACTIVE is not None and _ACTIVE._flops
+    return _ACTIVE is not None and _ACTIVE._counter is not None

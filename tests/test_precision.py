@@ -131,7 +131,8 @@ def test_each_bf16_layer_of_the_generator_stays_within_its_derived_bound():
 
 
 def test_the_loop_runs_the_generator_in_the_dubs_dtype(tmp_path, monkeypatch):
-    """``generate(..., dtype=)`` reaches the generator as CPU autocast (bf16 allowed here whatever this CPU is)."""
+    """``generate(..., dtype=)`` and the config's ``infer_dtype`` reach the generator as CPU autocast (bf16 allowed
+    here whatever this CPU is)."""
     from talkingface.data.demo import write_demo_clip
     from talkingface.media import read_audio, write_wav
     from talkingface.models.dinet.dubbing import DINetDubbing
@@ -158,3 +159,10 @@ def test_the_loop_runs_the_generator_in_the_dubs_dtype(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="dtype must be one of"):
         model.generate(clip, audio, tmp_path / "bad.mp4", dtype="fp8", progress=False)
     assert not (tmp_path / "bad.mp4").exists()
+    torch.manual_seed(0)  # the config's infer_dtype (e.g. `talkingface evaluate ... --infer_dtype=bf16`)
+    configured = talkingface.build_model("dinet", {"dinet": {"mouth_region_size": 64, "audio_feature": "mfcc"},
+                                                   "progress": False, "infer_dtype": "bf16"}).eval()
+    seen.clear()
+    with torch.no_grad():
+        configured.generate(clip, audio, tmp_path / "configured.mp4", batch=8, progress=False)
+    assert set(seen) == {torch.bfloat16}

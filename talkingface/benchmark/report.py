@@ -129,3 +129,11 @@ def render(report: dict) -> str:
         parts.append(f"FAILED {failure['model']} {failure['dtype']}: {failure['error']}")
     parts.append(f"took {report['wall_seconds']:.1f} s")
     return "\n".join(parts)
+
+
+def write_result(path: str | Path, result: dict) -> Path:
+    """A benchmark's result as indented JSON at ``path``, written atomically (the command's ``benchmark.json`` and
+    the scripts under ``benchmarks/`` alike)."""
+    from ..io_utils import atomic_write_json
+
+    return atomic_write_json(path, result)

@@ -108,7 +108,7 @@ def stage_rows(timed: StageRecorder, counted: StageRecorder | None, frames: int,
                                "frames_per_s": round(frames / seconds, 3) if seconds > 0 else None,
                                "gflop_per_frame": None, "gflops": None, "share_of_limit": None,
                                "peak_rss_mb": round(stats.peak_rss_bytes / 2**20, 1) if stats else None,
-                               "peak_gpu_mb": round(stats.peak_gpu_bytes / 2**20, 1) if stats and timed._cuda else None}
+                               "peak_gpu_mb": round(stats.peak_gpu_bytes / 2**20, 1) if stats and timed.records_gpu else None}
         if flop_stats is not None and flop_stats.flops and counted_frames:
             per_frame = flop_stats.flops / counted_frames
             row["gflop_per_frame"] = round(per_frame / 1e9, 4)
