@@ -95,3 +95,20 @@ def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` in fp32 when it is bf16 or fp16 (a layer without a reduced-precision kernel, under autocast);
     fp32 and float64 tensors unchanged."""
     return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
+
+
+AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+
+def autocast_off(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
+    """No autocast for the work on ``tensor``'s device (a no-op where there is no autocast, e.g. the meta device)."""
+    kind = tensor.device.type
+    return torch.autocast(kind, enabled=False) if kind in AUTOCAST_DEVICES else contextlib.nullcontext()
+
+
+def fp32_call(module: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """``module(*inputs)`` outside autocast, its tensor inputs in at least fp32: a layer that needs full precision
+    under bf16 or fp16 autocast, e.g. a generator's output layer (a bf16 picture in [0, 1] holds 8 bits: about one
+    grey level of 0-255 lost). The same call as ``module(*inputs)`` in fp32 or float64."""
+    with autocast_off(next(t for t in inputs if torch.is_tensor(t))):
+        return module(*(at_least_fp32(t) if torch.is_tensor(t) else t for t in inputs))

@@ -134,6 +134,7 @@ def run_once(spec: RunSpec) -> dict:
     video = Path(spec.video) if spec.video else talking_head_video(
         work / f"head-{width}x{height}-{spec.seconds:g}s.mp4", spec.size, spec.seconds)
     audio = Path(spec.audio) if spec.audio else video
+    source = probe_video(video)  # the size reported is the video's own (a given --video keeps its size)
     peaks = {dtype: [matmul_peak_gflops(device, dtype, spec.peak_size)]}
     if dtype != "fp32":
         peaks["fp32"] = [matmul_peak_gflops(device, "fp32", spec.peak_size)]
@@ -167,7 +168,7 @@ def run_once(spec: RunSpec) -> dict:
     gflop_per_frame = sum(r["gflop_per_frame"] for r in flop_rows) if flop_rows else None
     total_rate = gflop_per_frame * frames / timed.wall_seconds if gflop_per_frame else None
     return {
-        "model": spec.model, "dtype": dtype, "device": str(device), "size": list(spec.size),
+        "model": spec.model, "dtype": dtype, "device": str(device), "size": [source.width, source.height],
         "video": str(spec.video or "synthetic talking head"), "frames": frames,
         "batch": spec.batch, "wall_seconds": round(timed.wall_seconds, 3),
         "frames_per_s": round(frames / timed.wall_seconds, 3),

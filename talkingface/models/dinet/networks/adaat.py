@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ....device import at_least_fp32, autocast_off
+
 PI = 3.14159  # the release writes pi to five decimals; kept for bit-faithful angles
 
 
@@ -56,8 +58,12 @@ class AdaAT(nn.Module):
         return torch.stack([new_x, new_y, new_z], dim=-1)
 
     def forward(self, feature_map: torch.Tensor, para_code: torch.Tensor) -> torch.Tensor:
-        """Warp (B, C, H, W) ``feature_map`` channel-wise with the (B, para_ch) ``para_code``."""
-        grid = self.sampling_grid(feature_map, para_code)
-        warped = F.grid_sample(feature_map.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=self.align_corners)
+        """Warp (B, C, H, W) ``feature_map`` channel-wise with the (B, para_ch) ``para_code``; in fp32 under bf16 or
+        fp16 autocast: the grid's channel coordinate steps by 2/C (0.0078 for 256 channels), which bf16 (spacing
+        2^-8 near 1) cannot hold, so a bf16 grid blends neighbouring channels (docs/benchmarks.md)."""
+        with autocast_off(feature_map):
+            feature_map, para_code = at_least_fp32(feature_map), at_least_fp32(para_code)
+            grid = self.sampling_grid(feature_map, para_code)
+            warped = F.grid_sample(feature_map.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
+                                   align_corners=self.align_corners)
         return warped.squeeze(1)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .adaat import AdaAT
+from ....device import fp32_call
 from ...common.blocks import DownBlock1d, DownBlock2d, ResBlock1d, ResBlock2d, SameBlock1d, SameBlock2d, UpBlock2d
 
 
@@ -90,4 +91,5 @@ class DINetGenerator(nn.Module):
         warped = self.appearance_conv_list[0](ref_feature)
         warped = self.adaAT(warped, code)
         warped = self.appearance_conv_list[1](warped)
-        return self.out_conv(torch.cat([source_feature, warped], 1))
+        features = self.out_conv[:-2](torch.cat([source_feature, warped], 1))
+        return fp32_call(self.out_conv[-2:], features)  # the picture in full precision under bf16 autocast

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ....device import fp32_call
 from ...common.blocks import DownBlock1d, DownBlock2d, ResBlock1d, ResBlock2d, SameBlock1d, SameBlock2d, UpBlock2d
 from .attention import VIDEO_SIZE, CrossAttention
 from .warp import LocalAffineWarp
@@ -79,4 +80,5 @@ class LawDNetGenerator(nn.Module):
         layers = range(self.warp_layer_num - 1, self.warp_layer_num) if self.skip_dead_layers else range(self.warp_layer_num)
         for i in layers:  # only the last layer's result is used (see the module docstring)
             warped = self.lawLayer_list[i](self.appearance_conv_list[i](ref_feature), code)
-        return self.out_conv(torch.cat([source_feature, warped], 1))
+        features = self.out_conv[:-2](torch.cat([source_feature, warped], 1))
+        return fp32_call(self.out_conv[-2:], features)  # the picture in full precision under bf16 autocast

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ....device import at_least_fp32
+from ....device import at_least_fp32, autocast_off
 
 
 CPU_CHANNEL_CHUNK = 8
@@ -59,13 +59,17 @@ class LocalAffineWarp(nn.Module):
         self.register_buffer("standard_grid", standard_grid(grid_size), persistent=False)
 
     def forward(self, feature_map: torch.Tensor, para_code: torch.Tensor) -> torch.Tensor:
-        batch = feature_map.shape[0]
-        shape = (batch, self.num_kpoints, self.feature_ch)
-        code = self.commn_linear(para_code)
-        kpoints = self.kpoints_normalized_layer(code).view(*shape, 2)
-        radius = self.radius_layer(code).view(*shape, 1)
-        similarity = self.similarity_params_layer(code).view(*shape, 4)
-        return self.warp(feature_map, self.coarse_grid(kpoints, radius, similarity))
+        """In fp32 under bf16 or fp16 autocast: the grids' channel coordinate steps by 2/C, finer than bf16 holds
+        near 1, and PyTorch's antialiased resize has no bf16 CPU kernel (docs/benchmarks.md)."""
+        with autocast_off(feature_map):
+            feature_map, para_code = at_least_fp32(feature_map), at_least_fp32(para_code)
+            batch = feature_map.shape[0]
+            shape = (batch, self.num_kpoints, self.feature_ch)
+            code = self.commn_linear(para_code)
+            kpoints = self.kpoints_normalized_layer(code).view(*shape, 2)
+            radius = self.radius_layer(code).view(*shape, 1)
+            similarity = self.similarity_params_layer(code).view(*shape, 4)
+            return self.warp(feature_map, self.coarse_grid(kpoints, radius, similarity))
 
     def coarse_grid(self, kpoints: torch.Tensor, radius: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
         """``(B, C, G, G, 2)``: where each coarse grid point of each channel samples from.
@@ -97,9 +101,7 @@ class LocalAffineWarp(nn.Module):
         return (moved * F.softmax(weight, dim=1)).sum(dim=1)
 
     def warp(self, feature_map: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        """Resize the coarse grids to the feature map and sample every channel with its own grid (in fp32 under bf16
-        autocast: PyTorch's antialiased resize has no bf16 CPU kernel)."""
-        feature_map, coarse = at_least_fp32(feature_map), at_least_fp32(coarse)
+        """Resize the coarse grids to the feature map and sample every channel with its own grid."""
         batch, channels, height, width = feature_map.shape
         size = coarse.shape[2]
         if self.scrambled_grid:
