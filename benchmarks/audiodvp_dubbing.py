@@ -66,7 +66,7 @@ from process_memory import RssSampler, peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video, wait_for_quiet  # noqa: E402
 from talkingface.benchmark.machine import busy_other_cores, cpu_times  # noqa: E402
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 OUTPUT = HERE / "results" / "audiodvp_dubbing.json"
 THREADS = 2
@@ -520,7 +520,7 @@ def run_and_write(run: Callable[[Any, Path, list[float]], dict], args, prefix: s
         return
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    write_result(output, result)
+    atomic_write_json(output, result)
     print(f"wrote {output}")
 
 

@@ -31,7 +31,7 @@ from talkingface.audio.deepspeech import DeepSpeechNet, deepspeech_logits, int16
 from talkingface.audio.deepspeech.network import V010_SIZES  # noqa: E402
 from talkingface.device import resolve_device  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 
 def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
@@ -112,7 +112,7 @@ def main() -> None:
                 "step), memory-bound, so it reaches a small fraction of matmul peak",
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_result(Path(args.output), result)
+    atomic_write_json(Path(args.output), result)
     print(json.dumps(result, indent=2))
 
 

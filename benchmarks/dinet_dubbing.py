@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from process_memory import peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "dinet_dubbing.json"
 THREADS = 2
@@ -204,7 +204,7 @@ def main() -> None:
                        "frame; end to end = DINet.generate (landmark pass, crops, generator, feathered paste, "
                        "H.264 + audio); peak RSS = the child's VmHWM"}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_result(Path(args.output), result)
+    atomic_write_json(Path(args.output), result)
     print(json.dumps(result, indent=2))
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from process_memory import peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402  (one definition for every benchmark)
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "benchmarks" / "results" / "evaluation_speed.json"
@@ -382,7 +382,7 @@ def main() -> None:
                  "evaluate on that crop; ours is find_tracks + score_tracks on the same forced track",
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_result(Path(args.output), result)
+    atomic_write_json(Path(args.output), result)
     print(json.dumps(result, indent=2))
 
 
@@ -403,7 +403,7 @@ def add_face_default(args) -> None:
     weights = {"syncnet": str(folder / "syncnet_v2.model")}
     reference = result.get("face", {}).get("reference", {}).get("best_chain_s")
     result["face"]["ours_default_detector"] = face_default_run(args.face_default_only, weights, args.repeats, reference)
-    write_result(Path(args.output), result)
+    atomic_write_json(Path(args.output), result)
     print(json.dumps(result["face"]["ours_default_detector"], indent=2))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "face3d_fit.json"
 THREADS = 2
@@ -139,7 +139,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if not args.tiny:
         OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-        write_result(OUTPUT, result)
+        atomic_write_json(OUTPUT, result)
 
 
 if __name__ == "__main__":

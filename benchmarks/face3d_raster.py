@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 
 from talkingface.face3d import candidate_pairs, render  # noqa: E402
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "face3d_raster.json"
 THREADS = 2
@@ -214,7 +214,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result.items() if k != "results"}))
         return
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    write_result(OUTPUT, result)
+    atomic_write_json(OUTPUT, result)
     print(f"wrote {OUTPUT}")
 
 

@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "face3d_recon.json"
 THREADS = 2
@@ -55,7 +55,7 @@ def main() -> None:
               "matmul_peak_gflops": [round(p, 1) for p in peaks], "limit_frames_per_s": round(limit / gflop, 2),
               "rows": rows}
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    write_result(OUTPUT, result)
+    atomic_write_json(OUTPUT, result)
     print(json.dumps(result, indent=2))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "lawdnet_ddp.json"
 
@@ -84,7 +84,7 @@ def main() -> None:
                        "step of each process, the slower process reported; all_reduced = parameters whose "
                        "gradient is averaged (unused ones keep grad None and are not sent)"}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_result(Path(args.output), result)
+    atomic_write_json(Path(args.output), result)
 
 
 if __name__ == "__main__":

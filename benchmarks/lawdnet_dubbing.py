@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dinet_dubbing import child_run, gflop_per_frame, looped_demo_video, model_only  # noqa: E402
 from process_memory import peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "lawdnet_dubbing.json"
 THREADS = 2
@@ -174,7 +174,7 @@ def main() -> None:
                        "per frame of ours; end to end = LawDNet.generate (landmark pass, aligned crops, generator, "
                        "inverse-warp paste, H.264 + audio); serve = POST /dub of the speech, sequential requests"}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_result(Path(args.output), result)
+    atomic_write_json(Path(args.output), result)
     print(json.dumps(result, indent=2))
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from process_memory import peak_rss_mb  # noqa: E402
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "benchmarks" / "results" / "preprocess_throughput.json"
@@ -110,7 +110,7 @@ def main() -> None:
     result = {"benchmark": "preprocess_throughput", "machine": f"{platform.machine()}, {torch.get_num_threads()} "
               f"threads, torch {torch.__version__}", "throughput": runs, "peak_rss_720p": memory}
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    write_result(OUTPUT, result)
+    atomic_write_json(OUTPUT, result)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from talkingface import load_config  # noqa: E402
 from talkingface.benchmark.machine import matmul_peak_gflops  # noqa: E402,F401  (the benchmarks' one definition)
 from talkingface.training import Trainer  # noqa: E402
 from talkingface_example.model import AUDIO_DIM, ExampleInpainter, mask_lower_half  # noqa: E402
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 
 class RandomFrames(Dataset):
@@ -122,7 +122,7 @@ def main() -> None:
                 "fraction of matmul peak in any loop",
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_result(Path(args.output), result)
+    atomic_write_json(Path(args.output), result)
     print(json.dumps(result, indent=2))
 
 

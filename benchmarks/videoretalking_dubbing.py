@@ -62,7 +62,7 @@ from process_memory import RssSampler, peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 from talkingface.benchmark import video as synthetic  # noqa: E402
 from talkingface.benchmark.machine import cpu_model  # noqa: E402,F401  (imported from here by the other benchmarks)
-from talkingface.benchmark.report import write_result  # noqa: E402
+from talkingface.io_utils import atomic_write_json  # noqa: E402
 
 OUTPUT = HERE / "results" / "videoretalking_dubbing.json"
 THREADS = 2
@@ -756,7 +756,7 @@ def main() -> None:
                 shutil.rmtree(item, ignore_errors=True)
     result["wall_seconds"] = round(time.perf_counter() - began, 1)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_result(Path(args.output), result)
+    atomic_write_json(Path(args.output), result)
     print(json.dumps(result, indent=2))
 
 

@@ -18,7 +18,7 @@ import contextlib
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -45,11 +45,6 @@ class StageStats:
 class _Frame:
     name: str
     since: float
-
-
-@dataclass
-class _ThreadStack:
-    frames: list[_Frame] = field(default_factory=list)
 
 
 class _Memory:
@@ -87,6 +82,7 @@ class StageRecorder:
     def __init__(self, flops: bool = False, memory: bool = True, cuda: bool = False):
         self.stats: dict[str, StageStats] = {}
         self.order: list[str] = []  # stage names in the order they were first entered
+        self.declared: tuple[str, ...] = ()  # the stages the recorded work said it has (``declare_stages``)
         self._flops = flops
         self._memory = _Memory() if memory else None
         self._cuda = cuda and torch.cuda.is_available()
@@ -113,7 +109,7 @@ class StageRecorder:
         if self._cuda:
             torch.cuda.reset_peak_memory_stats()
         self._started = time.perf_counter()
-        self._stack().frames.append(_Frame(OUTSIDE, self._started))
+        self._stack().append(_Frame(OUTSIDE, self._started))
         _ACTIVE = self
         return self
 
@@ -121,7 +117,7 @@ class StageRecorder:
         global _ACTIVE
         _ACTIVE = None
         now = time.perf_counter()
-        self._account(self._stack().frames.pop(), now)
+        self._account(self._stack().pop(), now)
         self.wall_seconds = now - self._started
         if self._counter is not None:
             self._counter.__exit__(None, None, None)
@@ -137,10 +133,11 @@ class StageRecorder:
         return self._memory is not None and self._memory.resettable
 
     # ---- stages -------------------------------------------------------------------------------------------------
-    def _stack(self) -> _ThreadStack:
+    def _stack(self) -> list[_Frame]:
+        """This thread's open stages, innermost last."""
         stack = getattr(self._local, "stack", None)
         if stack is None:
-            stack = self._local.stack = _ThreadStack()
+            stack = self._local.stack = []
         return stack
 
     def _stats(self, name: str) -> StageStats:
@@ -165,14 +162,14 @@ class StageRecorder:
                 torch.cuda.reset_peak_memory_stats()
 
     def enter(self, name: str) -> None:
-        frames = self._stack().frames
+        frames = self._stack()
         now = time.perf_counter()
         if frames:
             self._account(frames[-1], now)
         frames.append(_Frame(name, now))
 
     def exit(self) -> None:
-        frames = self._stack().frames
+        frames = self._stack()
         now = time.perf_counter()
         frame = frames.pop()
         self._account(frame, now)
@@ -197,6 +194,13 @@ def stage(name: str) -> Iterator[None]:
         yield
     finally:
         recorder.exit()
+
+
+def declare_stages(names: tuple[str, ...]) -> None:
+    """Tell the active recorder which stages the work it records has (a report lists those that did not run too);
+    the first declaration of a recording holds."""
+    if _ACTIVE is not None and not _ACTIVE.declared:
+        _ACTIVE.declared = tuple(names)
 
 
 def staged(name: str, iterator: Iterator) -> Iterator:

@@ -17,12 +17,11 @@ CHILD = "talkingface.benchmark.child"
 
 def dubbing_models() -> list[str]:
     """Registered models that dub through the shared loop (``dubbing_hooks`` overridden), in registry order."""
-    from ..models.base import TalkingFaceModel
+    from ..models.base import has_dubbing_hooks
     from ..registry import MODELS, discover_plugins
 
     discover_plugins()
-    return [name for name in MODELS.names()
-            if getattr(MODELS.get(name), "dubbing_hooks", None) is not TalkingFaceModel.dubbing_hooks]
+    return [name for name in MODELS.names() if has_dubbing_hooks(MODELS.get(name))]
 
 
 def expand_models(names: Sequence[str]) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..device import CPU_BF16_FLAGS, cpu_flags
+from ..device import CPU_BF16_FLAGS, cpu_flags, cpuinfo_field
 
 # the flags that decide which kernels run (AVX2 / AVX-512 / bf16 dot products / AMX tiles)
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", *CPU_BF16_FLAGS, "amx_tile", "amx_int8")
@@ -18,14 +18,7 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
 
 def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

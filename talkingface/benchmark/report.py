@@ -76,10 +76,9 @@ def summary_table(runs: list[dict]) -> str:
 
 def machine_line(machine: dict) -> str:
     flags = ", ".join(machine["cpu_flags"]) or "none of the reported flags"
-    line = (f"{machine['device_name']} ({machine['device']}); CPU {machine['cpu']} [{flags}], "
+    return (f"{machine['device_name']} ({machine['device']}); CPU {machine['cpu']} [{flags}], "
             f"{machine['logical_cores']} logical cores, {machine['torch_threads']} torch threads, ATen "
             f"{machine['aten_cpu_capability']}; torch {machine['torch']}")
-    return line
 
 
 def write_chart(runs: list[dict], path: Path) -> Path:
@@ -130,10 +129,3 @@ def render(report: dict) -> str:
     parts.append(f"took {report['wall_seconds']:.1f} s")
     return "\n".join(parts)
 
-
-def write_result(path: str | Path, result: dict) -> Path:
-    """A benchmark's result as indented JSON at ``path``, written atomically (the command's ``benchmark.json`` and
-    the scripts under ``benchmarks/`` alike)."""
-    from ..io_utils import atomic_write_json
-
-    return atomic_write_json(path, result)

@@ -3,7 +3,6 @@
 measured before and after in the same process."""
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 
 from ..device import resolve_device, resolve_dtype
 from ..dubbing import LOOP_STAGES
+from ..models.base import has_dubbing_hooks
 from ..errors import ConfigError
 from ..profiling import OUTSIDE, StageRecorder
 from .machine import busy_other_cores, cpu_times, machine_info, matmul_peak_gflops
@@ -49,13 +49,6 @@ class RunSpec:
         return asdict(self)
 
 
-def _merge(base: dict, more: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in more.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def build_for_run(spec: RunSpec, device: torch.device) -> tuple[Any, list[str]]:
     """The model as ``talkingface infer`` builds it from ``spec.checkpoint``, or with random weights (seed 0) under
     the model's ``benchmark_config``; and the notes the report must carry."""
@@ -70,7 +63,7 @@ def build_for_run(spec: RunSpec, device: torch.device) -> tuple[Any, list[str]]:
     else:
         offline = MODELS.get(spec.model).benchmark_config(Path(spec.work))
         torch.manual_seed(0)
-        model = build_model(spec.model, load_config(model=spec.model, cli_overrides=_merge(offline, spec.config)))
+        model = build_model(spec.model, load_config(model=spec.model, config=offline, cli_overrides=spec.config))
         notes = [RANDOM_WEIGHTS_NOTE]
         if offline:
             notes.append(f"offline settings of {spec.model}.benchmark_config: {_flat(offline)}")
@@ -139,10 +132,8 @@ def run_once(spec: RunSpec) -> dict:
     if dtype != "fp32":
         peaks["fp32"] = [matmul_peak_gflops(device, "fp32", spec.peak_size)]
     model, notes = build_for_run(spec, device)
-    hooks = model.dubbing_hooks()
-    if hooks is None:
+    if not has_dubbing_hooks(type(model)):
         raise ConfigError(f"model {spec.model!r} dubs with a loop of its own: no stages to benchmark")
-    order = (*LOOP_STAGES, *hooks.stages)
     options = {"dtype": dtype, "batch": spec.batch, "progress": False}
     output = work / f"{spec.model}-{dtype}.mp4"
     before = cpu_times()
@@ -163,7 +154,7 @@ def run_once(spec: RunSpec) -> dict:
     for name in peaks:
         peaks[name].append(matmul_peak_gflops(device, name, spec.peak_size))
     limit = max(peaks[dtype])
-    rows = stage_rows(timed, counted, frames, counted_frames, order, limit)
+    rows = stage_rows(timed, counted, frames, counted_frames, timed.declared, limit)
     flop_rows = [r for r in rows if r["gflop_per_frame"]]
     gflop_per_frame = sum(r["gflop_per_frame"] for r in flop_rows) if flop_rows else None
     total_rate = gflop_per_frame * frames / timed.wall_seconds if gflop_per_frame else None
@@ -178,6 +169,6 @@ def run_once(spec: RunSpec) -> dict:
         "peak_gpu_mb": max((r["peak_gpu_mb"] or 0) for r in rows) if device.type == "cuda" else None,
         "matmul_peak_gflops": {name: [round(p, 1) for p in values] for name, values in peaks.items()},
         "limit_gflops": round(limit, 1), "rss_peaks_exact": timed.memory_resettable,
-        "other_busy_cores": other, "declared_stages": list(hooks.stages), "stages": rows,
+        "other_busy_cores": other, "declared_stages": list(timed.declared[len(LOOP_STAGES):]), "stages": rows,
         "machine": machine_info(device), "notes": notes, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -28,7 +28,7 @@ from ..device import autocast_for, resolve_dtype
 from ..errors import AudioError, ConfigError
 from ..log import progress_bar
 from ..media import VideoInfo, VideoWriter, probe_video, read_audio
-from ..profiling import StagedContext, counting_flops, stage, staged
+from ..profiling import StagedContext, counting_flops, declare_stages, stage, staged
 from ..registry import AUDIO_FEATURES
 from .faces import track_landmarks
 from .frames import fetch_frames, frames_in_order
@@ -218,6 +218,7 @@ def dub(hooks: DubbingHooks, source_video: str | Path, audio: str | Path, output
     """
     settings, device = hooks.settings, hooks.device
     check_options(options, declared, settings.label)
+    declare_stages((*LOOP_STAGES, *hooks.stages))
     dtype = resolve_dtype(device, options.get("dtype") or hooks.config.get("infer_dtype"), settings.amp)
     output = Path(output)
     batch_size = max(int(options.get("batch") or settings.batch or (8 if device.type == "cuda" else 1)), 1)

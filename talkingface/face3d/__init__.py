@@ -15,8 +15,8 @@ from .rasterizer import DEFAULT_CHUNK_PAIRS, Fragments, candidate_pairs, interpo
 from .recon import (COEFF_DIM, COEFF_SLICES, DEEP3DFACERECON_EPOCH_20, FINAL_LAYERS, VIDEORETALKING_FACE3D, ReconNet,
                     image_to_tensor, net_recon_state, read_recon_checkpoint, split_coeffs)
 from ..nets.resnet import Bottleneck, ResNet50
-from .standin import (JAW_COMPONENT, JAW_OPEN_SIGN, StandinMesh, bfm_sized_standin, standin_mesh,
-                      write_standin_bfm)
+from .standin import (JAW_COMPONENT, JAW_OPEN_SIGN, StandinMesh, bfm_sized_standin, bfm_sized_standin_config,
+                      standin_mesh, write_standin_bfm)
 
 __all__ = [
     "AUDIODVP", "AUDIODVP_DATA", "BFM_FRONT", "CONVENTIONS", "DEEP3DFACERECON", "DEFAULT_CHUNK_PAIRS", "JAW_COMPONENT",
@@ -24,7 +24,7 @@ __all__ = [
     "Fragments", "ParametricFaceModel", "StandinMesh", "audiodvp_data", "build_bfm", "candidate_pairs",
     "interpolate", "is_standin", "load_lm3d", "rasterize", "read_audiodvp_data", "read_bfm09_sources",
     "read_bfm_front", "read_exp_pca", "read_facemodel_info", "read_index", "read_lm3d", "read_morphable_model",
-    "read_std_exp", "render", "standin_mesh", "bfm_sized_standin", "transfer_bfm09", "write_standin_bfm",
+    "read_std_exp", "render", "standin_mesh", "bfm_sized_standin", "bfm_sized_standin_config", "transfer_bfm09", "write_standin_bfm",
     # the coefficient regressor and its preprocessing
     "COEFF_DIM", "COEFF_SLICES", "DEEP3DFACERECON_EPOCH_20", "FINAL_LAYERS", "VIDEORETALKING_FACE3D", "Bottleneck",
     "ReconNet", "ResNet50", "align_img", "align_params", "crop_box", "extract_5p", "image_to_tensor", "landmarks_from_crop",

@@ -407,6 +407,13 @@ def _standin_text(sources: bf.Bfm09Sources, mesh: StandinMesh, seed: int) -> str
 BFM_VERTICES, BFM_TRIANGLES = 35709, 70789  # the Basel Face Model's front face (BFM_model_front.mat)
 
 
+def bfm_sized_standin_config(work: str | Path) -> dict:
+    """Config overrides that fit and render the BFM-sized stand-in, written into ``work`` once: the offline
+    ``benchmark_config`` of the models built on the 3D face foundation (AudioDVP, GSmoothFace)."""
+    folder = bfm_sized_standin(Path(work) / "face3d_standin_bfm_size")
+    return {"face3d": {"bfm_folder": str(folder), "standin": False}}
+
+
 def bfm_sized_standin(folder: str | Path) -> Path:
     """``folder`` holding the stand-in at the real model's size (both conventions' files), written once: what a
     timing run without the Basel Face Model renders and fits (``talkingface benchmark``)."""

@@ -209,3 +209,8 @@ class TalkingFaceModel(nn.Module, metaclass=abc.ABCMeta):
         payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": self.registered_name,
                    "state_dict": self.state_dict(), "config": self.config.to_yaml()}
         return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def has_dubbing_hooks(cls: type) -> bool:
+    """Whether a model class dubs through the shared loop (overrides ``TalkingFaceModel.dubbing_hooks``)."""
+    return getattr(cls, "dubbing_hooks", None) is not TalkingFaceModel.dubbing_hooks

@@ -270,9 +270,9 @@ class AudioDVP(TalkingFaceModel):
     def benchmark_config(cls, work: Path) -> dict:
         """The synthetic stand-in face model at the Basel Face Model's size (35,709 vertices), written into
         ``work`` once (the target's fit runs in every dub, as in ``infer``)."""
-        from ...face3d import bfm_sized_standin
+        from ...face3d import bfm_sized_standin_config
 
-        return {"face3d": {"bfm_folder": str(bfm_sized_standin(work / "face3d_standin_bfm_size")), "standin": False}}
+        return bfm_sized_standin_config(work)
 
     def dubbing_hooks(self, **options: Any):
         from .dubbing import AudioDVPDubbing
