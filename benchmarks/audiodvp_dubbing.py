@@ -25,14 +25,14 @@ Stages (docs/audiodvp.md, "Dubbing"), one output frame each:
   warm call: one new window frame). GFLOP per frame from
   ``torch.utils.flop_counter`` (convolutions and matrix products), share = GFLOP/s / the best fp32 matmul rate of the
   run (``trainer_overhead.matmul_peak_gflops``).
-- end to end: ``model.generate(video, video, out)`` on a ``--e2e-seconds`` 720p clip (its own tone as the audio) in a
-  child process, the 1,000-vertex stand-in and the default fit schedule: the first call fits the target, the second
-  reuses the fit (``loaded_once``); each split into tracking, fit, blend weights, renders, AT-net + A2E, renderer
-  network, paste and the rest (decode, encode, audio features).
-- peak RSS: ``generate`` on a 10 s and a 60 s 720p clip in a child process each (VmHWM,
-  ``process_memory.peak_rss_mb``), with the cheap configuration ``CHEAP`` (1,000-vertex stand-in, a short fit
-  schedule, small networks) so that a minute of video dubs in minutes; the released networks' weights add their
-  size (``parameters``) to every run alike.
+- end to end: ``model.generate(video, video, out)`` on a ``--e2e-seconds`` 720p clip (its own tone as the audio),
+  measured as ``talkingface benchmark`` measures (``dub_runs.dub_run``: a child process, the stages the loop and the
+  hooks mark: tracking, 3dmm fit, blend weights, audio to expression, render, generator, paste, decode, encode, ...),
+  the 1,000-vertex stand-in and the default fit schedule; the first dub fits the target, the second follows an
+  untimed dub of the same video and reuses the fit (``loaded_once``).
+- peak RSS: the same measuring on a 10 s and a 60 s 720p clip (``dub_runs.memory_series``: VmHWM per stage), with
+  the cheap configuration ``CHEAP`` (1,000-vertex stand-in, a short fit schedule, small networks) so that a minute
+  of video dubs in minutes; the released networks' weights add their size (``parameters``) to every run alike.
 
     .venv-test/bin/python benchmarks/audiodvp_dubbing.py            # the default run (~12 min on 2 cores)
     .venv-test/bin/python benchmarks/audiodvp_dubbing.py --quick    # a smoke run (~1.5 min), writes nothing
@@ -50,7 +50,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +61,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from process_memory import RssSampler, peak_rss_mb  # noqa: E402
+from dub_runs import dub_run, memory_series  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video, wait_for_quiet  # noqa: E402
 from talkingface.benchmark.machine import busy_other_cores, cpu_times  # noqa: E402
@@ -76,6 +75,7 @@ SMALL_VERTICES = 1000
 BFM_VERTICES = 35709
 SHORT_FIT = {"key_frames": 2, "key_landmark_steps": 20, "key_steps": 2, "frame_landmark_steps": 10, "frame_steps": 1}
 # the memory runs' configuration: everything the dub does, with small networks and a short fit
+RELEASED = {"audio_encoder": "atnet", "atnet_fallback": "train"}  # random weights in the released layouts
 CHEAP = {"audiodvp": {"audio_encoder": "feature", "audio_feature": "mfcc", "renderer": {"num_downs": 8, "ngf": 4},
                       "discriminator": {"ndf": 4, "n_layers": 1}},
          "face3d": {"fit": SHORT_FIT}}
@@ -118,7 +118,7 @@ def build_model(bfm: Path, overrides: dict | None = None):
 
     torch.manual_seed(0)
     config = merge({"progress": False, "face3d": {"bfm_folder": str(bfm)},
-                    "audiodvp": {"audio_encoder": "atnet", "atnet_fallback": "train"}}, overrides or {})
+                    "audiodvp": RELEASED}, overrides or {})
     return talkingface.build_model("audiodvp", config).eval()
 
 
@@ -156,51 +156,6 @@ def with_flops(row: dict, gflop_per_frame: float, peak: float) -> dict:
     rate = row["frames_per_s"] * gflop_per_frame
     return {**row, "gflop_per_frame": round(gflop_per_frame, 3), "gflop_per_s": round(rate, 2),
             "share_of_matmul_peak": round(rate / peak, 4)}
-
-
-class PhaseTimer:
-    """Seconds per named phase: wrappers of functions/methods and forward hooks on modules, restored by ``close``."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self.active: list[str] = []
-        self._undo: list[Callable[[], None]] = []
-        self.marks: list[tuple[str, float]] = []
-
-    def add(self, name: str, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-
-    def wrap(self, owner: Any, attribute: str, name: str | Callable[[], str], mark: str | None = None) -> None:
-        original = getattr(owner, attribute)
-        timer = self
-
-        def wrapper(*args, **kwargs):
-            label = name() if callable(name) else name
-            timer.active.append(label)
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                timer.add(label, time.perf_counter() - start)
-                timer.active.pop()
-                if mark:
-                    timer.marks.append((mark, time.perf_counter()))
-
-        setattr(owner, attribute, wrapper)
-        self._undo.append(lambda: setattr(owner, attribute, original))
-
-    def hook(self, module: torch.nn.Module, name: str) -> None:
-        starts: list[float] = []
-        pre = module.register_forward_pre_hook(lambda m, i: starts.append(time.perf_counter()))
-        post = module.register_forward_hook(lambda m, i, o: self.add(name, time.perf_counter() - starts.pop()))
-        self._undo += [pre.remove, post.remove]
-
-    def reset(self) -> None:
-        self.seconds, self.marks = {}, []
-
-    def close(self) -> None:
-        for undo in reversed(self._undo):
-            undo()
 
 
 class FitPhases:
@@ -245,7 +200,8 @@ def fit_stage(video: Path, landmarks: np.ndarray, valid: np.ndarray, bfm: Path, 
     try:
         with Contention() as contention:
             start = time.perf_counter()
-            fit = fit_target(video, FPS, landmarks[:frames], valid[:frames], face_model, config, torch.device("cpu"))
+            fit = fit_target(video, FPS, landmarks[:frames], valid[:frames], (1280, 720), face_model, config,
+                     torch.device("cpu"))
             seconds = time.perf_counter() - start
     finally:
         phases.close()
@@ -328,61 +284,6 @@ def network_stage(model, bfm: Path, coeffs: np.ndarray, frames: int, batch: int,
     return out
 
 
-# ---- end to end and memory (child processes) ----------------------------------------------------------------------
-def child(spec: dict) -> dict:
-    """A child process: ``generate`` on ``spec['video']`` ``spec['calls']`` times; per call the seconds, frames/s
-    and the split into phases; the peak RSS."""
-    torch.set_num_threads(THREADS)
-    import talkingface.dubbing.loop as loop
-    from talkingface.media import probe_video
-    from talkingface.models.audiodvp.dubbing import AudioDVPDubbing
-    from talkingface.models.audiodvp.rendering import FaceRenderer
-
-    work = Path(spec["work"])
-    model = build_model(Path(spec["bfm"]), spec.get("overrides"))
-    rss_before = peak_rss_mb()
-    timer = PhaseTimer()
-    fit = FitPhases()
-    timer.wrap(loop, "track_landmarks", "tracking", mark="tracking")
-    timer.wrap(fit.target, "fit_video", "fit", mark="fit")
-    timer.wrap(AudioDVPDubbing, "_alpha", "blend_weights")
-    timer.wrap(FaceRenderer, "render", lambda: "blend_weights:renders" if "blend_weights" in timer.active
-               else "renders")
-    timer.wrap(AudioDVPDubbing, "paste", "paste")
-    timer.hook(model.renderer, "renderer_network")
-    timer.hook(model.audio_encoder, "atnet_a2e")
-    timer.hook(model.audio2expression, "atnet_a2e")
-    calls = []
-    for index in range(int(spec.get("calls", 1))):
-        timer.reset()
-        sampler = RssSampler() if index == 0 else None
-        start = time.perf_counter()
-        out = model.generate(Path(spec["video"]), Path(spec["video"]), work / spec["out"], progress=False)
-        seconds = time.perf_counter() - start
-        phases = sampler.stop(timer.marks) if sampler else {}
-        frames = probe_video(out).frame_count
-        split = {k: v for k, v in timer.seconds.items() if ":" not in k}
-        split["rest"] = seconds - sum(split.values())
-        dub_seconds = seconds - split.get("tracking", 0.0) - split.get("fit", 0.0)
-        calls.append({"call": index + 1, "fit": "included" if "fit" in split else "excluded (cached)",
-                      "frames": frames, "seconds": round(seconds, 2), "frames_per_s": round(frames / seconds, 4),
-                      "dub_frames_per_s": round(frames / dub_seconds, 4),
-                      "seconds_per_frame": {k: round(v / frames, 4) for k, v in split.items()},
-                      "shares": {k: round(v / seconds, 4) for k, v in split.items()},
-                      **({"fit_phases": fit.runs[-1]} if "fit" in split else {}), **phases})
-    return {"video_seconds": spec["seconds"], "calls": calls, "peak_rss_mb": peak_rss_mb(),
-            "peak_rss_mb_before_generate": rss_before}
-
-
-def child_run(spec: dict) -> dict:
-    with Contention() as contention:
-        result = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                text=True, env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
-    if result.returncode:
-        raise RuntimeError(result.stderr[-3000:])
-    return {**json.loads(result.stdout.strip().splitlines()[-1]), "other_cpu_cores": contention.cores}
-
-
 # ---- the run ------------------------------------------------------------------------------------------------------
 def run(args, work: Path, loads: list[float]) -> dict:
     import talkingface
@@ -426,35 +327,19 @@ def run(args, work: Path, loads: list[float]) -> dict:
     del model
     gc.collect()
     peak.append(matmul_peak_gflops())
-    e2e = child_run({"video": str(video), "seconds": args.e2e_seconds, "work": str(work), "out": "e2e.mp4",
-                     "bfm": str(small), "overrides": fit_overrides, "calls": 2})
+    e2e_config = merge({"face3d": {"bfm_folder": str(small)}, "audiodvp": RELEASED}, fit_overrides)
+    e2e = {"first_dub": dub_run("audiodvp", work, video, e2e_config, THREADS, flop_frames=args.flop_frames),
+           "second_dub": dub_run("audiodvp", work, video, e2e_config, THREADS, warm_dubs=1)}
     e2e["configuration"] = ("the defaults (audio_encoder atnet, random weights, renderer 8 downs / ngf 64, "
                             "image_size 256, infer_batch 1 on CPU), face3d.bfm_folder the 1,000-vertex stand-in, "
-                            + ("a short fit schedule (--quick)" if args.quick else "the default fit schedule"))
+                            + ("a short fit schedule (--quick)" if args.quick else "the default fit schedule")
+                            + "; the second dub follows an untimed one of the same video (the target's fit kept)")
     print(json.dumps({"end_to_end": e2e}), flush=True)
-    memory = []
-    for seconds in args.rss:
-        clip = head_video(work / f"rss{seconds:g}.mp4", seconds, base)
-        row = child_run({"video": str(clip), "seconds": seconds, "work": str(work), "out": "rss.mp4",
-                         "bfm": str(small), "overrides": CHEAP, "calls": 1})
-        memory.append(row)
-        print(json.dumps({"peak_rss": row}), flush=True)
+    videos = {seconds: head_video(work / f"rss{seconds:g}.mp4", seconds, base) for seconds in args.rss}
+    memory = memory_series("audiodvp", work, videos, merge(CHEAP, {"face3d": {"bfm_folder": str(small)}}), THREADS)
+    print(json.dumps({"peak_rss": memory}), flush=True)
     peak.append(matmul_peak_gflops())
     best_peak = max(peak)
-    growth: dict[str, Any] = {}
-    if len(memory) > 1 and memory[-1]["video_seconds"] > memory[0]["video_seconds"]:
-        minutes = (memory[-1]["video_seconds"] - memory[0]["video_seconds"]) / 60
-        first, last = memory[0]["calls"][0], memory[-1]["calls"][0]
-        growth = {"peak_rss_mb_per_minute": round((memory[-1]["peak_rss_mb"] - memory[0]["peak_rss_mb"]) / minutes, 1),
-                  "dubbing_peak_rss_mb_per_minute": round((last["dubbing_peak_rss_mb"] - first["dubbing_peak_rss_mb"])
-                                                          / minutes, 1),
-                  "alpha_cache_mb_per_minute": round(60 * FPS * 256 * 256 * 4 / 2**20, 1)}
-    unet = networks["renderer_batch1"]
-    gflop_frame = unet["gflop_per_frame"] + networks["atnet_a2e"]["gflop_per_frame"]
-    for call in e2e["calls"]:
-        rate = call["frames_per_s"] * gflop_frame
-        call["network_gflop_per_s"] = round(rate, 2)
-        call["network_share_of_matmul_peak"] = round(rate / best_peak, 4)
     # the shares against the run's best peak (stages measured before a later, higher peak are rescaled)
     for row in networks.values():
         if isinstance(row, dict) and "gflop_per_s" in row:
@@ -480,7 +365,7 @@ def run(args, work: Path, loads: list[float]) -> dict:
         "renders": rendering,
         "networks": networks,
         "end_to_end": e2e,
-        "peak_rss": {"configuration": CHEAP, "runs": memory, "growth": growth},
+        "peak_rss": {"configuration": CHEAP, **memory},
         "notes": NOTES,
     }
 
@@ -490,16 +375,12 @@ NOTES = ("random weights in the released layouts; torch on 2 threads; frames_per
          "and matrix products); share_of_matmul_peak: GFLOP/s / the best fp32 4096^3 matmul rate measured in the "
          "run (trainer_overhead.matmul_peak_gflops). The fit and the renders have no FLOP ratio: rasterizing, the "
          "z-buffer's scatter_reduce, the barycentric gathers and the per-vertex normals are memory-bound scatter/"
-         "gather work (docs/face3d.md). End to end: phases timed by wrapping track_landmarks, fit_video, "
-         "AudioDVPDubbing._alpha (blend_weights: the two mask renders, dilation, erosion and blur of each shown "
-         "frame), "
-         "FaceRenderer.render (renders: the lower-face renders not yet kept, about one per frame), AudioDVPDubbing.paste, and forward hooks "
-         "on the renderer network and on AT-net + Audio2Expression; rest = decoding, encoding, the audio features, "
-         "the uint8 round trip, the loop. network_share_of_matmul_peak: (renderer + AT-net/A2E GFLOP per frame) x "
-         "frames/s over the peak. other_cpu_cores: cores busy with other processes during the timing (/proc/stat "
-         "less this process and its children); a stage with more than ~0.2 was disturbed. peak_rss: VmHWM of the "
-         "child (process_memory.peak_rss_mb); *_peak_rss_mb: the sampled VmRSS peak of the tracking, the fit and the "
-         "dubbing; growth: the dubbing peak's increase per minute of video between the shortest and the longest run, "
+         "gather work (docs/face3d.md). End to end and peak RSS: talkingface benchmark's own measuring "
+         "(benchmarks/dub_runs.py: generate in a child process, the stages the loop and AudioDVP's hooks mark, "
+         "exclusive seconds, peak RSS per stage from VmHWM, FLOPs of the first 8 frames in a second dub); "
+         "other_busy_cores / other_cpu_cores: cores busy with other processes during the timing (/proc/stat "
+         "less this process and its children); a stage with more than ~0.2 was disturbed; growth: the peak's "
+         "increase per minute of video between the shortest and the longest run, in all and per stage "
          "(AudioDVPDubbing keeps the blend weights of the 64 most recent source frames and 32 renders: bounded).")
 
 
@@ -535,14 +416,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="stage timings: best of this many rounds")
     parser.add_argument("--e2e-seconds", type=float, default=4.0, help="the end-to-end clip's length")
     parser.add_argument("--rss", type=float, nargs="*", default=[10.0, 60.0], help="video lengths of the memory runs")
+    parser.add_argument("--flop-frames", type=int, default=8, help="frames of the end-to-end FLOP count (0: none)")
     parser.add_argument("--wait-load", type=float, default=0.7, help="wait for the 1-min load to fall below this")
     parser.add_argument("--wait-minutes", type=int, default=10, help="... for at most this many minutes")
     parser.add_argument("--output", default=None, help=f"default {OUTPUT} (--quick: nothing written)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return
     if args.quick:
         args.fit_frames, args.large_vertices, args.frames, args.unet_frames, args.batch = 8, 4000, 2, 2, 2
         args.rounds, args.e2e_seconds, args.rss = 1, 1.0, [1.0, 2.0]

@@ -32,17 +32,16 @@ Stages (docs/gsmoothface.md):
   the tracked head's box and ``align_img`` parameters, random identity and expressions. No FLOP ratio: rasterizing,
   the z-buffer's scatter_reduce, the barycentric gathers and the morphology are scatter/gather work, not matrix
   products (docs/face3d.md).
-- end to end: ``model.generate(video, video, out)`` on a ``--e2e-seconds`` (4) 720p clip (its own tone as the audio)
-  in a child process, the released sizes, the 1,000-vertex stand-in and a SHORT fit schedule (``face3d.method: fit``,
-  ``SHORT_FIT``) for the target's coefficients: the fit is the face3d step's code and is measured on its own in
-  benchmarks/face3d_fit.py. The first call computes the target's coefficients, the second reuses them
-  (``loaded_once``); each split into tracking, target coefficients, A2EP, MAFB blend, the rest of the crop (box crop,
-  feathered mask), TAFT network, paste, the loop's audio feature (mel, unused with wav2vec 2.0) and the rest
-  (decode, encode, the loop).
-- peak RSS: ``generate`` on a 10 s and a 60 s 720p clip in a child process each (VmHWM,
-  ``process_memory.peak_rss_mb``), with the cheap configuration ``CHEAP`` (A2EP on the ``mfcc`` feature with
-  feature_dim 64, TAFT at 128 px with 16 / 64 channels and one conv per level, the short fit) so that a minute of
-  video dubs in minutes; memory must not grow with the video's length.
+- end to end: ``model.generate(video, video, out)`` on a ``--e2e-seconds`` (4) 720p clip (its own tone as the audio),
+  measured as ``talkingface benchmark`` measures (``dub_runs.dub_run``: a child process, the stages the loop and
+  GSmoothFace's hooks mark: tracking, 3dmm fit, a2ep, mafb, crop, generator (TAFT), paste, audio feature, decode,
+  encode), the released sizes, the 1,000-vertex stand-in and a SHORT fit schedule (``face3d.method: fit``,
+  ``SHORT_FIT``) for the target's coefficients (the fit's own cost: benchmarks/face3d_fit.py). The first dub
+  computes the target's coefficients, the second follows an untimed dub of the same video and reuses them.
+- peak RSS: the same measuring on a 10 s and a 60 s 720p clip (``dub_runs.memory_series``: VmHWM per stage), with
+  the cheap configuration ``CHEAP`` (A2EP on the ``mfcc`` feature with feature_dim 64, TAFT at 128 px with 16 / 64
+  channels and one conv per level, the short fit) so that a minute of video dubs in minutes; memory must not grow
+  with the video's length.
 
     .venv-test/bin/python benchmarks/gsmoothface_dubbing.py            # the default run (~25 min on 2 cores)
     .venv-test/bin/python benchmarks/gsmoothface_dubbing.py --quick    # a smoke run (1-5 min), writes nothing
@@ -62,6 +61,7 @@ fall below ``--wait-load`` (0.7) first and records the load before and after; ev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime
 import gc
@@ -69,7 +69,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,12 +80,12 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from audiodvp_dubbing import (SHORT_FIT, Contention, PhaseTimer, merge, run_and_write, timed_calls, track,  # noqa: E402
-                             with_flops)
-from process_memory import RssSampler, peak_rss_mb  # noqa: E402
+from audiodvp_dubbing import SHORT_FIT, Contention, merge, run_and_write, timed_calls, track, with_flops  # noqa: E402
+from dub_runs import dub_run, memory_series  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 from videoretalking_dubbing import cpu_model, gflop, head_frame, head_video  # noqa: E402
 from talkingface.benchmark.video import tone  # noqa: E402
+from talkingface.profiling import StageRecorder, module_stage  # noqa: E402
 
 OUTPUT = HERE / "results" / "gsmoothface_dubbing.json"
 THREADS = 2
@@ -223,36 +222,32 @@ def a2ep_inference(model, lengths: list[float], peak: float, counter: ChunkFlops
     length = min(model.a2ep.max_frames, int(model.options["a2ep"]["max_seq_len"]))
     overlap = min(int(model.options["chunk_overlap"]), length - 1)
     encoder = model.a2ep.audio_encoder
-    timer = PhaseTimer()
-    for part in (encoder.feature_extractor, encoder.feature_projection, encoder.encoder):
-        timer.hook(part, "wav2vec2")
     model.predict_expressions(speech(min(lengths)), None, int(round(min(lengths) * FPS)), one_hot)
     rows = []
-    try:
+    with contextlib.ExitStack() as marks:
+        for part in (encoder.feature_extractor, encoder.feature_projection, encoder.encoder):
+            marks.enter_context(module_stage(part, "wav2vec2"))
         for seconds in lengths:
             frames = int(round(seconds * FPS))
             wav = speech(seconds, seed=1)
             spans = chunk_spans(frames, length, overlap)
             gc.collect()
-            timer.reset()
-            with Contention() as contention:
+            with Contention() as contention, StageRecorder(memory=False) as recorder:
                 start = time.perf_counter()
                 predicted = model.predict_expressions(wav, None, frames, one_hot)
                 elapsed = time.perf_counter() - start
+            wav2vec2 = recorder.stats["wav2vec2"].seconds if "wav2vec2" in recorder.stats else 0.0
             assert predicted.shape == (frames, 64)
             total = sum(counter(end - begin) for begin, end in spans)
             row = {"audio_seconds": seconds, "frames": frames, "chunks": [list(s) for s in spans],
                    "seconds": round(elapsed, 3), "frames_per_s": round(frames / elapsed, 3),
                    "ms_per_frame": round(1e3 * elapsed / frames, 2),
-                   "wav2vec2_seconds": round(timer.seconds.get("wav2vec2", 0.0), 3),
-                   "decoder_seconds": round(elapsed - timer.seconds.get("wav2vec2", 0.0), 3),
+                   "wav2vec2_seconds": round(wav2vec2, 3), "decoder_seconds": round(elapsed - wav2vec2, 3),
                    "gflop": round(total, 1), "gflop_per_frame": round(total / frames, 3),
                    "gflop_per_s": round(total / elapsed, 2), "share_of_matmul_peak": round(total / elapsed / peak, 4),
                    "other_cpu_cores": contention.cores}
             rows.append(row)
             print(json.dumps({"a2ep_inference": row}), flush=True)
-    finally:
-        timer.close()
     first = rows[0]["ms_per_frame"]
     for row in rows:
         row["ms_per_frame_vs_shortest"] = round(row["ms_per_frame"] / first, 2)
@@ -307,71 +302,6 @@ def mafb_stage(blender, folder: Path, frame: np.ndarray, landmarks: np.ndarray, 
             "image_size": blender.size, "box_left_top_size": [int(v) for v in box]}
 
 
-# ---- end to end and memory (child processes) ----------------------------------------------------------------------
-def child(spec: dict) -> dict:
-    """A child process: ``generate`` on ``spec['video']`` ``spec['calls']`` times; per call the seconds, frames/s
-    and the split into phases; the peak RSS."""
-    torch.set_num_threads(THREADS)
-    import talkingface.dubbing.loop as loop
-    import talkingface.models.gsmoothface.target as target
-    from talkingface.media import probe_video
-    from talkingface.models.gsmoothface.dubbing import GSmoothFaceDubbing
-    from talkingface.models.gsmoothface.faces import FaceBlender
-    from talkingface.models.gsmoothface.model import GSmoothFace
-
-    work = Path(spec["work"])
-    model = build(Path(spec["bfm"]), spec.get("overrides"))
-    rss_before = peak_rss_mb()
-    timer = PhaseTimer()
-    timer.wrap(loop, "audio_vectors", "loop_audio_feature")
-    timer.wrap(loop, "track_landmarks", "tracking", mark="tracking")
-    timer.wrap(GSmoothFace, "predict_expressions", "a2ep", mark="a2ep")
-    timer.wrap(target, "target_coefficients", "target_coefficients", mark="target_coefficients")
-    timer.wrap(GSmoothFaceDubbing, "crop", "crop")
-    timer.wrap(FaceBlender, "blend", lambda: "crop:mafb_blend" if "crop" in timer.active else "mafb_blend")
-    timer.wrap(GSmoothFaceDubbing, "paste", "paste")
-    timer.hook(model.taft, "taft_network")
-    calls = []
-    for index in range(int(spec.get("calls", 1))):
-        timer.reset()
-        sampler = RssSampler() if index == 0 else None
-        start = time.perf_counter()
-        out = model.generate(Path(spec["video"]), Path(spec["video"]), work / spec["out"], progress=False)
-        seconds = time.perf_counter() - start
-        phases = sampler.stop(timer.marks) if sampler else {}
-        frames = probe_video(out).frame_count
-        split = {k: v for k, v in timer.seconds.items() if ":" not in k}
-        blend = timer.seconds.get("crop:mafb_blend", 0.0)
-        split["mafb_blend"] = split.get("mafb_blend", 0.0) + blend
-        split["crop_rest"] = split.pop("crop", 0.0) - blend
-        split["rest"] = seconds - sum(split.values())
-        dub_seconds = seconds - split.get("tracking", 0.0) - split.get("target_coefficients", 0.0)
-        calls.append({"call": index + 1,
-                      "target_coefficients": "computed" if "target_coefficients" in split else "reused (loaded_once)",
-                      "frames": frames, "seconds": round(seconds, 2), "frames_per_s": round(frames / seconds, 4),
-                      "dub_frames_per_s": round(frames / dub_seconds, 4),
-                      "phase_seconds": {k: round(v, 3) for k, v in split.items()},
-                      "seconds_per_frame": {k: round(v / frames, 4) for k, v in split.items()},
-                      "shares": {k: round(v / seconds, 4) for k, v in split.items()}, **phases})
-    return {"video_seconds": spec["seconds"], "calls": calls, "peak_rss_mb": peak_rss_mb(),
-            "peak_rss_mb_before_generate": rss_before,
-            "parameters": {"a2ep": sum(p.numel() for p in model.a2ep.parameters()),
-                           "taft": sum(p.numel() for p in model.taft.parameters())}}
-
-
-def in_child(spec: dict) -> dict:
-    """``child(spec)`` in a fresh interpreter on ``THREADS`` threads; its result and ``other_cpu_cores``."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-    with Contention() as contention:
-        done = subprocess.run(command, capture_output=True, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
-    if done.returncode:
-        raise RuntimeError(f"child {spec.get('out')} failed:\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["other_cpu_cores"] = contention.cores
-    return result
-
-
 # ---- the run ------------------------------------------------------------------------------------------------------
 def run(args, work: Path, loads: list[float]) -> dict:
     import talkingface
@@ -380,7 +310,7 @@ def run(args, work: Path, loads: list[float]) -> dict:
     from talkingface.models.gsmoothface.chunks import chunk_spans
     from talkingface.models.gsmoothface.faces import FaceBlender
 
-    peak = [matmul_peak_gflops(args.peak_n)]
+    peak = [matmul_peak_gflops(size=args.peak_n)]
     print(json.dumps({"matmul_peak_gflops": round(peak[0], 1)}), flush=True)
     small = standin(work, SMALL_VERTICES)
     model = build(small)
@@ -393,7 +323,7 @@ def run(args, work: Path, loads: list[float]) -> dict:
 
     training = a2ep_training(model, args.train_frames, args.rounds, max(peak))
     counter = ChunkFlops(a2ep)
-    peak.append(matmul_peak_gflops(args.peak_n))
+    peak.append(matmul_peak_gflops(size=args.peak_n))
     inference = a2ep_inference(model, args.lengths, max(peak), counter)
     taft = taft_stage(model, args.taft_sizes, args.batch, args.taft_frames, args.rounds, max(peak))
 
@@ -432,37 +362,21 @@ def run(args, work: Path, loads: list[float]) -> dict:
                                                            inference["chunk_overlap"])) / e2e_frames
     del model, a2ep, counter, blender
     gc.collect()
-    peak.append(matmul_peak_gflops(args.peak_n))
-    e2e = in_child({"video": str(video), "seconds": args.e2e_seconds, "work": str(work), "out": "e2e.mp4",
-                    "bfm": str(small), "overrides": args.e2e_overrides, "calls": 2})
+    peak.append(matmul_peak_gflops(size=args.peak_n))
+    e2e_config = merge(merge({"face3d": {"bfm_folder": str(small)}}, RELEASED), args.e2e_overrides)
+    e2e = {"first_dub": dub_run("gsmoothface", work, video, e2e_config, THREADS, flop_frames=args.flop_frames),
+           "second_dub": dub_run("gsmoothface", work, video, e2e_config, THREADS, warm_dubs=1)}
     e2e["configuration"] = ("the released sizes (A2EP wav2vec2-base + feature_dim 1024, random; TAFT 64/256/3 "
                             f"layers at image_size {e2e_size}), infer_batch 1 on CPU, face3d.bfm_folder the "
-                            "1,000-vertex stand-in, face3d.method fit with SHORT_FIT")
+                            "1,000-vertex stand-in, face3d.method fit with SHORT_FIT; the second dub follows an "
+                            "untimed one of the same video (the target's coefficients kept)")
+    e2e["network_gflop_per_frame_measured_apart"] = {"taft": round(taft_gflop, 3), "a2ep": round(a2ep_gflop, 3)}
     print(json.dumps({"end_to_end": e2e}), flush=True)
-
-    memory = []
-    for seconds in args.rss:
-        clip = head_video(work / f"rss{seconds:g}.mp4", seconds, base)
-        row = in_child({"video": str(clip), "seconds": seconds, "work": str(work), "out": "rss.mp4",
-                        "bfm": str(small), "overrides": CHEAP, "calls": 1})
-        memory.append(row)
-        print(json.dumps({"peak_rss": row}), flush=True)
-        clip.unlink(missing_ok=True)
-    peak.append(matmul_peak_gflops(args.peak_n))
+    videos = {seconds: head_video(work / f"rss{seconds:g}.mp4", seconds, base) for seconds in args.rss}
+    memory = memory_series("gsmoothface", work, videos, merge({"face3d": {"bfm_folder": str(small)}}, CHEAP), THREADS)
+    print(json.dumps({"peak_rss": memory}), flush=True)
+    peak.append(matmul_peak_gflops(size=args.peak_n))
     best_peak = max(peak)
-    growth: dict[str, Any] = {}
-    if len(memory) > 1 and memory[-1]["video_seconds"] > memory[0]["video_seconds"]:
-        minutes = (memory[-1]["video_seconds"] - memory[0]["video_seconds"]) / 60
-        first, last = memory[0]["calls"][0], memory[-1]["calls"][0]
-        growth = {"peak_rss_mb_per_minute": round((memory[-1]["peak_rss_mb"] - memory[0]["peak_rss_mb"]) / minutes, 1),
-                  "dubbing_peak_rss_mb_per_minute": round(((last.get("dubbing_peak_rss_mb") or 0)
-                                                           - (first.get("dubbing_peak_rss_mb") or 0)) / minutes, 1)}
-    network_gflop = taft_gflop + a2ep_gflop
-    for call in e2e["calls"]:
-        rate = call["frames_per_s"] * network_gflop
-        call["network_gflop_per_s"] = round(rate, 2)
-        call["network_share_of_matmul_peak"] = round(rate / best_peak, 4)
-    e2e["network_gflop_per_frame"] = {"taft": round(taft_gflop, 3), "a2ep": round(a2ep_gflop, 3)}
     # the shares against the run's best peak (stages measured before a later, higher peak are rescaled)
     rows = [*taft.values(), training["free_running"], training["teacher_forced"], *inference["runs"]]
     for row in rows:
@@ -488,7 +402,7 @@ def run(args, work: Path, loads: list[float]) -> dict:
         "tracking": tracking,
         "mafb": mafb,
         "end_to_end": e2e,
-        "peak_rss": {"configuration": CHEAP, "runs": memory, "growth": growth},
+        "peak_rss": {"configuration": CHEAP, **memory},
         "notes": NOTES,
     }
 
@@ -501,16 +415,13 @@ NOTES = ("random weights in the released sizes; torch on 2 threads; frames_per_s
          "rasterizer's scatter_reduce, barycentric gathers and the morphology are memory-bound scatter/gather work. "
          "A2EP inference's cost per frame grows with the chunk length: the official loop decodes the whole prefix at "
          "every one of a chunk's n steps (~n²/2 decoder rows) and recomputes the cross-attention's keys and values of "
-         "the chunk's n audio features each step (n² rows). End to end: phases timed by wrapping the loop's "
-         "track_landmarks and audio_vectors (the mel feature the loop computes even though A2EP reads the waveform), "
-         "GSmoothFace.predict_expressions, target.target_coefficients (the face3d fit, short schedule; measured in "
-         "benchmarks/face3d_fit.py), GSmoothFaceDubbing.crop (mafb_blend: FaceBlender.blend; crop_rest: the box crop "
-         "and the feathered paste weight's Gaussian blur), GSmoothFaceDubbing.paste, and a forward hook on TAFT; "
-         "rest = decoding, encoding, the loop. network_share_of_matmul_peak: (TAFT + A2EP GFLOP per frame) x "
-         "frames/s over the peak. other_cpu_cores: cores busy with other processes during the timing (/proc/stat "
-         "less this process and its children); a stage with more than ~0.2 was disturbed. peak_rss: VmHWM of the "
-         "child (process_memory.peak_rss_mb); *_peak_rss_mb: the sampled VmRSS peak up to the end of each phase "
-         "(tracking, a2ep, target_coefficients) and of the dubbing after them; growth: the increase per minute of "
+         "the chunk's n audio features each step (n² rows); wav2vec2_seconds: the encoder's forwards marked as a "
+         "stage (talkingface.profiling.module_stage). End to end and peak RSS: talkingface benchmark's own "
+         "measuring (benchmarks/dub_runs.py: generate in a child process, the stages the loop and GSmoothFace's "
+         "hooks mark, exclusive seconds, peak RSS per stage from VmHWM, FLOPs of the first 8 frames in a second "
+         "dub); other_busy_cores / other_cpu_cores: cores busy with other processes during the timing (/proc/stat "
+         "less this process and its children); a stage with more than ~0.2 was disturbed; growth: the peak's "
+         "increase per minute of "
          "video between the shortest and the longest run (the expressions are (T, 64) and the coefficients (T, 257) "
          "floats: a minute adds ~2 MB).")
 
@@ -534,11 +445,8 @@ def main() -> None:
     parser.add_argument("--wait-minutes", type=int, default=10, help="... for at most this many minutes")
     parser.add_argument("--out", "--output", dest="output", default=None,
                         help=f"the JSON file; default {OUTPUT} (--quick: nothing written)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--flop-frames", type=int, default=8, help="frames of the end-to-end FLOP count (0: none)")
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return
     args.e2e_overrides = {}
     if args.quick:
         args.train_frames, args.lengths, args.taft_sizes, args.batch = 25, [2.0, 4.0], [128, 256], 2

@@ -196,6 +196,26 @@ def stage(name: str) -> Iterator[None]:
         recorder.exit()
 
 
+@contextlib.contextmanager
+def module_stage(module: torch.nn.Module, name: str) -> Iterator[None]:
+    """While the block runs, every forward of ``module`` is marked as stage ``name`` (forward hooks, removed at the
+    end): a network's share of work that calls it from many places."""
+    def enter(*_: object) -> None:
+        if _ACTIVE is not None:
+            _ACTIVE.enter(name)
+
+    def leave(*_: object) -> None:
+        if _ACTIVE is not None:
+            _ACTIVE.exit()
+
+    handles = [module.register_forward_pre_hook(enter), module.register_forward_hook(leave, always_call=True)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def declare_stages(names: tuple[str, ...]) -> None:
     """Tell the active recorder which stages the work it records has (a report lists those that did not run too);
     the first declaration of a recording holds."""
