@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TALKINGFACE_VENV="${TALKINGFACE_VENV:-.venv-test}" scripts/setup_env.sh test
+scripts/setup_browser.sh
 venv="${TALKINGFACE_VENV:-.venv-test}"
 workers="${TALKINGFACE_TEST_WORKERS:-2}"
 # One intra-op thread per worker: two workers with two threads each on two cores ran 1.7x slower.

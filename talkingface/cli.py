@@ -160,6 +160,25 @@ def main_parser(infer_model: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--output", help="where --videos results are written (default: the videos folder)")
     _common(p)
 
+    p = sub.add_parser("leaderboard", help="several entries (models, other tools' videos) on the same clips, one "
+                                           "protocol, with ground-truth and control rows", epilog=OVERRIDES_HELP,
+                       description="Dub the dataset's evaluate.split with every model entry, score every entry's "
+                                   "videos with one protocol beside the ground truth and the ground truth with its "
+                                   "audio shifted; write a table, Markdown, CSV, JSON and a static HTML page. "
+                                   "Resumable: rerun into the same --out.")
+    p.add_argument("--dataset", "-d", required=True, help="registered dataset name")
+    p.add_argument("--entries", nargs="+", default=[], metavar="NAME=TARGET",
+                   help="MODEL=CHECKPOINT_OR_RUN, NAME=MODEL:CHECKPOINT_OR_RUN or NAME=VIDEO_FOLDER "
+                        "(<clip>.mp4 files made by any tool)")
+    p.add_argument("--entries-file", action="append", default=[], metavar="YAML", help="entries as YAML (docs)")
+    p.add_argument("--out", required=True, help="the leaderboard's folder (its state: rerun into it to resume)")
+    p.add_argument("--metrics", nargs="+", help="metrics (default: evaluate.metrics)")
+    p.add_argument("--control-shift", type=float, default=1.5,
+                   help="seconds of audio shift of the ground-truth control row (0: no control row)")
+    p.add_argument("--speed", nargs="+", default=[], metavar="BENCHMARK_JSON",
+                   help="talkingface benchmark reports of the same entries on this machine (frames/s column)")
+    _common(p)
+
     p = sub.add_parser("convert-deepspeech", help="convert DeepSpeech v0.1.0's output_graph.pb to safetensors")
     p.add_argument("graph", help="the frozen TensorFlow graph, output_graph.pb")
     p.add_argument("output", help="where to write, e.g. checkpoints/deepspeech-0.1.0.safetensors")
@@ -262,6 +281,14 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
 
         serve(args.model, args.checkpoint, args.video, args.host, args.port, config_files=files,
               cli_overrides=overrides, options=_generate_kwargs(args))
+    elif command == "leaderboard":
+        from .config import load_config
+        from .leaderboard import collect_entries, leaderboard
+
+        load_config(None, args.dataset, files, None, overrides)  # checked first; imports the plugins entries name
+        entries = collect_entries(args.entries, args.entries_file)
+        leaderboard(args.dataset, entries, args.out, args.metrics, args.control_shift or None, args.speed,
+                    config_files=files, cli_overrides=overrides)
     elif command == "evaluate":
         if args.videos:
             if args.checkpoints or args.model:

@@ -77,6 +77,10 @@ class Metric(abc.ABC):
         """Why this metric cannot run (e.g. ``'syncnet_v2.model not found'``), or ``None``."""
         return None
 
+    def weight_files(self) -> dict[str, Path]:
+        """The weight files its numbers depend on, by role (a leaderboard's protocol card hashes them)."""
+        return {}
+
     def reset(self) -> None:
         self.values: dict[str, list[float]] = {}
 

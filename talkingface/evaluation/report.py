@@ -13,8 +13,9 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def results_table(rows: Mapping[str, Mapping[str, object]]) -> str:
-    """A table with one row per entry of ``rows`` (e.g. per checkpoint) and one column per metric.
+def results_table(rows: Mapping[str, Mapping[str, object]], first: str = "run") -> str:
+    """A table with one row per entry of ``rows`` (e.g. per checkpoint, the first column named ``first``) and one
+    column per metric.
 
     ``skipped (<reason>)`` cells show as ``skipped [n]`` with the reasons listed under the table.
     """
@@ -34,7 +35,7 @@ def results_table(rows: Mapping[str, Mapping[str, object]]) -> str:
 
     table = Texttable(max_width=0)
     table.set_deco(Texttable.HEADER | Texttable.BORDER | Texttable.VLINES)
-    table.header(["run", *columns])
+    table.header([first, *columns])
     table.set_cols_dtype(["t"] * (len(columns) + 1))
     for name, values in rows.items():
         table.add_row([name, *(cell(values.get(c, "-")) for c in columns)])

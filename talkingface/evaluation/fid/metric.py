@@ -34,6 +34,9 @@ class FIDMetric(Metric):
             raise ConfigError(f"evaluate.fid_frame_stride must be a positive integer, got {stride!r}")
         self.frame_stride = stride
 
+    def weight_files(self) -> dict[str, Path]:
+        return {"inception": self.weights}
+
     def unavailable(self) -> str | None:
         return FID_INCEPTION.missing_reason(self.weights)
 

@@ -37,6 +37,9 @@ class LPIPSMetric(Metric):
                                                  BACKBONE_WEIGHTS[net].default_path()))
         self.head_weights = resolve_head_path(net, self.option("evaluate.lpips_head_weights", None))
 
+    def weight_files(self) -> dict[str, Path]:
+        return {"backbone": self.backbone_weights, "head": self.head_weights}
+
     def unavailable(self) -> str | None:
         return (BACKBONE_WEIGHTS[self.net].missing_reason(self.backbone_weights)
                 or HEAD_WEIGHTS[self.net].missing_reason(self.head_weights))

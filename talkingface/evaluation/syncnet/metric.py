@@ -50,6 +50,9 @@ class LSEMetric(Metric):
         self._scorer: SyncNetScorer | None = None
         self._detector: FaceDetector | None = None
 
+    def weight_files(self) -> dict[str, Path]:
+        return {"syncnet": self.weights}
+
     def unavailable(self) -> str | None:
         reason = SYNCNET_V2.missing_reason(self.weights)
         if reason or self.protocol == "lrs":
