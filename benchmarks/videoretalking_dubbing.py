@@ -7,7 +7,9 @@ D-Net), GPEN-BFR-512, GFPGANv1.3, ParseNet and RetinaFace-R50 at their release s
 Input: a synthetic 1280 x 720 talking head at 25 fps (scikit-image's astronaut, face ~300 px, swaying 3 px) with a
 tone. Random RetinaFace weights find no face, so the detector runs its network on every image (its cost) and then
 reports the known face (box and five points from the frame's dlib landmarks, mapped into the 256 crop for the
-references): ``KnownFaceRetinaFace``; the same stand-in serves the official chain's two detectors.
+references): ``KnownFaceRetinaFace``; the same stand-in serves the official chain's two detectors. The random networks,
+the known faces and the stand-in BFM's align_img template come from the plugin's ``timing.py`` (the end-to-end run
+sets ``videoretalking.timing_networks``, as ``talkingface benchmark`` does).
 
 Stages, per frame (docs/videoretalking.md, "Dubbing"): crop + landmarks (the loop's face tracking, dlib, decoding
 included), ReconNet semantics (``Stabiliser.analyse``: decode, FFHQ crop, align_img, ReconNet in batches of 8),
@@ -63,6 +65,8 @@ from trainer_overhead import matmul_peak_gflops  # noqa: E402
 from talkingface.benchmark import video as synthetic  # noqa: E402
 from talkingface.benchmark.machine import cpu_model  # noqa: E402,F401  (imported from here by the other benchmarks)
 from talkingface.io_utils import atomic_write_json  # noqa: E402
+from talkingface.models.videoretalking.timing import (enhancement, enhancement_networks, faces_for,  # noqa: E402
+                                                      standin_bfm, timing_stabiliser)
 
 OUTPUT = HERE / "results" / "videoretalking_dubbing.json"
 THREADS = 2
@@ -78,6 +82,8 @@ ANCHOR = {"source": "https://github.com/OpenTalker/video-retalking/issues/22",
 # the cheap configuration of the memory runs (tests/models/videoretalking/test_model.py's TINY)
 CHEAP = {"lnet": {"base_nc": 8, "max_nc": 64, "num_res_blocks": 1, "descriptor_nc": 32}, "enet": False,
          "reference": "frame", "enhance": "none", "vgg19_weights": "/nonexistent/vgg19.pth"}
+# the end-to-end run with everything on: the release's defaults with the plugin's random timing networks
+FULL = {"reference": "stabilised", "enhance": "auto", "timing_networks": True}
 
 
 # ---- the synthetic 720p talking head ------------------------------------------------------------------------------
@@ -91,106 +97,12 @@ def head_video(path: Path, seconds: float, base: np.ndarray | None = None) -> Pa
     return synthetic.talking_head_video(path, (WIDTH, HEIGHT), seconds)
 
 
-# ---- known faces for the random RetinaFace ------------------------------------------------------------------------
-def five_points(landmarks: np.ndarray) -> np.ndarray:
-    """RetinaFace's five points (eyes, nose tip, mouth corners; image left first) from 68 landmarks."""
-    lm = np.asarray(landmarks, np.float64)
-    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
-
-
-def known_face(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(box [x1, y1, x2, y2], points (5, 2)): the landmarks' box with its top raised by a quarter (the forehead)."""
-    lm = np.asarray(landmarks, np.float64)
-    (x1, y1), (x2, y2) = lm.min(0), lm.max(0)
-    return np.array([x1, y1 - 0.25 * (y2 - y1), x2, y2]), five_points(lm)
-
-
-class KnownFaceRetinaFace(nn.Module):
-    """RetinaFace-R50 with random weights run on every input (its cost), returning outputs that decode to the known
-    face of that input size (``faces[(h, w)] = (box, points)``, score 0.99; every other prior 0.001), so that the
-    post-processing (ours or facexlib's) runs as it does on a real face. Unknown sizes get the network's outputs."""
-
-    def __init__(self, network: nn.Module, faces: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]):
-        super().__init__()
-        self.network = network
-        self.faces = dict(faces)
-        self._cache: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
-
-    def crafted(self, height: int, width: int) -> tuple[torch.Tensor, ...]:
-        from talkingface.face.retinaface import prior_boxes
-
-        if (height, width) not in self._cache:
-            box, points = self.faces[(height, width)]
-            priors = prior_boxes(height, width).double().numpy()
-            loc, marks = np.zeros((len(priors), 4)), np.zeros((len(priors), 10))
-            scores = np.full(len(priors), 0.001)
-            centre = np.array([(box[0] + box[2]) / 2 / width, (box[1] + box[3]) / 2 / height])
-            index = int(np.argmin(np.abs(priors[:, :2] - centre).sum(axis=1)))
-            cx, cy, pw, ph = priors[index]
-            size = np.array([(box[2] - box[0]) / width, (box[3] - box[1]) / height])
-            loc[index] = [(centre[0] - cx) / (0.1 * pw), (centre[1] - cy) / (0.1 * ph),
-                          *(np.log(size / [pw, ph]) / 0.2)]
-            marks[index] = ((points / [width, height] - [cx, cy]) / (0.1 * np.array([pw, ph]))).ravel()
-            scores[index] = 0.99
-            conf = np.stack([1 - scores, scores], axis=1)
-            self._cache[(height, width)] = tuple(torch.from_numpy(a[None].astype(np.float32)) for a in (loc, conf, marks))
-        return self._cache[(height, width)]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.network(x)
-        size = tuple(int(s) for s in x.shape[-2:])
-        return self.crafted(*size) if size in self.faces else out
-
-
 # ---- building -----------------------------------------------------------------------------------------------------
 def build_model(**options):
     import talkingface
 
     torch.manual_seed(0)
     return talkingface.build_model("videoretalking", {"progress": False, "videoretalking": options}).eval()
-
-
-def enhancement_networks(faces: dict) -> dict[str, nn.Module]:
-    """Random-weight GPEN-BFR-512, GFPGANv1.3, ParseNet and RetinaFace-R50 (in the known-face wrapper)."""
-    from talkingface.face.parsenet import ParseNet
-    from talkingface.face.retinaface import RetinaFace
-    from talkingface.restoration.gfpgan import gfpgan_v13
-    from talkingface.restoration.gpen import gpen_bfr_512
-
-    torch.manual_seed(1)
-    return {"gpen": gpen_bfr_512().eval(), "gfpgan": gfpgan_v13().eval(), "parsenet": ParseNet().eval(),
-            "retinaface": KnownFaceRetinaFace(RetinaFace().eval(), faces).eval()}
-
-
-def enhancement(nets: dict):
-    from talkingface.models.videoretalking.enhance import EnhancementNets
-
-    return EnhancementNets.from_networks(nets["retinaface"], nets["gpen"], nets["gfpgan"], nets["parsenet"])
-
-
-def stabiliser(model, work: Path, batch: int = 8):
-    """A ``Stabiliser`` on the model's D-Net with a random ReconNet, the stand-in BFM's align_img template and a
-    random expression template."""
-    from talkingface.face3d import ReconNet, load_lm3d
-    from talkingface.face3d.standin import write_standin_bfm
-    from talkingface.models.videoretalking.stabilise import Stabiliser
-
-    bfm = work / "bfm"
-    if not (bfm / "similarity_Lm3D_all.mat").is_file():
-        write_standin_bfm(bfm, raw=False, derived=False)
-    torch.manual_seed(2)
-    return Stabiliser(model.dnet, ReconNet().eval(), load_lm3d(bfm), torch.randn(64) * 0.5, "cpu", batch)
-
-
-def faces_for(landmarks: np.ndarray, frame_size: tuple[int, int]) -> dict:
-    """Known faces for the 720p frames and the 256 FFHQ crops, from one frame's landmarks."""
-    from talkingface.models.videoretalking.ffhq_crop import ffhq_crop
-    from talkingface.models.videoretalking.stabilise import crop_landmarks
-
-    width, height = frame_size
-    crop = ffhq_crop(landmarks, (width, height), 512)
-    return {(height, width): known_face(landmarks), (256, 256): known_face(crop_landmarks(landmarks, crop,
-                                                                                           (width, height)))}
 
 
 def track(video: Path, config) -> tuple[np.ndarray, np.ndarray, float]:
@@ -488,39 +400,6 @@ def official_stages(ctx: dict, frames: int, enet_batch: int) -> tuple[list[Stage
 
 
 # ---- end to end and memory (child processes) ----------------------------------------------------------------------
-def patched_networks(video: Path, work: Path, model) -> None:
-    """``generate`` with everything on and random weights: ``load_enhancement`` returns the random networks (the
-    detector reporting the known faces of this video), ``build_stabiliser`` a Stabiliser with a random ReconNet."""
-    import talkingface.models.videoretalking.enhance as enhance_module
-    import talkingface.models.videoretalking.stabilise as stabilise_module
-    from talkingface.face import build_face_backend
-    from talkingface.media import iter_frames
-
-    frame = next(iter_frames(video))
-    backend = build_face_backend("dlib", model.config)
-    landmarks = backend.landmarks(frame, backend.detect(frame)[0])
-    nets = enhancement_networks(faces_for(landmarks, (frame.shape[1], frame.shape[0])))
-    stab = stabiliser(model, work)
-    analyse = stab.analyse
-
-    def analyse_width_height(frames, landmarks, valid, frame_size):
-        """dubbing.py passes the loop's frame_size, (height, width), where Stabiliser.analyse wants (width,
-        height); on a non-square video the dub stops (DataError). Swapped here when the first frame shows it."""
-        frames = iter(frames)
-        first = next(frames)
-        if tuple(frame_size) == first.shape[:2] and first.shape[0] != first.shape[1]:
-            frame_size = (first.shape[1], first.shape[0])
-            WORKAROUNDS.add("frame_size (height, width) passed to Stabiliser.analyse swapped to (width, height)")
-        return analyse(itertools.chain([first], frames), landmarks, valid, frame_size)
-
-    stab.analyse = analyse_width_height
-    enhance_module.load_enhancement = lambda *args, **kwargs: enhancement(nets)
-    stabilise_module.build_stabiliser = lambda *args, **kwargs: stab
-
-
-WORKAROUNDS: set[str] = set()
-
-
 def child(spec: dict) -> dict:
     """A child process: ``generate`` on ``spec['video']``; frames/s, peak RSS, and the sampled peak of the tracking
     and of the dubbing phase."""
@@ -529,9 +408,8 @@ def child(spec: dict) -> dict:
     from talkingface.media import probe_video
 
     work = Path(spec["work"])
-    model = build_model(**spec.get("options", {}))
-    if spec.get("full"):
-        patched_networks(Path(spec["video"]), work, model)
+    model = build_model(**({**FULL, "bfm_folder": str(standin_bfm(work / "bfm"))} if spec.get("full")
+                           else spec.get("options", {})))
     rss_before = peak_rss_mb()
     sampler = RssSampler()
     tracking = loop.track_landmarks
@@ -550,7 +428,7 @@ def child(spec: dict) -> dict:
     frames = probe_video(out).frame_count
     return {"video_seconds": spec["seconds"], "frames": frames, "seconds": round(seconds, 2),
             "frames_per_s": round(frames / seconds, 4), "peak_rss_mb": peak_rss_mb(),
-            "peak_rss_mb_before_generate": rss_before, **phases, "workarounds": sorted(WORKAROUNDS)}
+            "peak_rss_mb_before_generate": rss_before, **phases}
 
 
 def official_memory_child(spec: dict) -> dict:
@@ -775,7 +653,7 @@ def run(args, ctx: dict, loads: list[float]) -> dict:
     frame_size = (WIDTH, HEIGHT)
     faces = faces_for(landmarks[0], frame_size)
     nets = enhancement_networks(faces)
-    stab = stabiliser(model, work)
+    stab = timing_stabiliser(model.dnet, standin_bfm(work / "bfm"))
     state = stab.analyse(iter_frames(clip, fps=FPS), landmarks, valid, frame_size)
     window = np.clip(np.arange(-2, 3), 0, count - 1)
     box = face_box(landmarks, valid, window, (HEIGHT, WIDTH), [float(p) for p in model.options["pads"]])
@@ -809,8 +687,8 @@ def run(args, ctx: dict, loads: list[float]) -> dict:
                      "full": True})
     e2e.update(configuration="the defaults: reference stabilised (ReconNet + D-Net), GPEN reference enhancement, "
                              "E-Net around the L-Net (infer_batch 1 on CPU), GFPGAN, ParseNet masks, native blends; "
-                             "RetinaFace reports the known face (KnownFaceRetinaFace), load_enhancement and "
-                             "build_stabiliser monkeypatched to return the random networks")
+                             "videoretalking.timing_networks: the random networks of the plugin's timing.py, "
+                             "RetinaFace reporting each frame's tracked face (KnownFaceRetinaFace)")
     print(json.dumps({"end_to_end": e2e}), flush=True)
     memory = []
     for repeat in range(args.rss_repeats):

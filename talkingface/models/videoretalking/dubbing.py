@@ -13,6 +13,9 @@
   face box at the frame's resolution, ``official`` resizes whole frames to 512 and back as the release. Without the
   enhancement weights the pasted face is feathered into the frame (a warning says what is skipped).
 
+``timing_networks`` (for timing only, ``timing.py``): ReconNet, the template and the enhancement networks are random,
+and RetinaFace reports the face of the frame's tracked landmarks (mapped into the 256 crop for the reference).
+
 Frames without a face pass through (the release raises), the source fps is kept, memory stays bounded (no frame is
 held beyond the loop's batches), and nothing is cached on disk by basename.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -55,6 +58,14 @@ VIDEORETALKING_OPTIONS = (
     GenerateOption("blend", "native (blend in the face box at the frame's resolution) or official (whole frame at "
                             "512, as the release)", str, BLENDS),
 )
+
+
+class PasteInfo(NamedTuple):
+    """What ``crop`` hands to ``paste``: the face box (top, bottom, left, right) and the frame's tracked (68, 2)
+    landmarks (the face the timing networks' RetinaFace reports)."""
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray | None = None
 
 
 def dubbing_settings(model: "VideoReTalking") -> DubbingSettings:
@@ -106,6 +117,7 @@ class VideoReTalkingDubbing(DubbingHooks):
         self.pads = [float(p) for p in opts["pads"]]
         self.checkpoint_dir = Path(opts["checkpoint_dir"])
         self.seed = int(opts["seed"])
+        self.timing = bool(opts["timing_networks"])
         self.reference_face: torch.Tensor | None = None
         self.stabiliser: Any = None
         self.state: Any = None
@@ -116,14 +128,41 @@ class VideoReTalkingDubbing(DubbingHooks):
     def prepare(self, source: SourceTrack, rng: np.random.Generator) -> None:
         self.seed = int(rng.integers(0, 2**31 - 1))
         if self.enhance == "auto":
-            from .enhance import load_enhancement
-
             self.nets = self.model.loaded_once(("enhance", str(self.checkpoint_dir), str(self.device)),
-                                               lambda: load_enhancement(self.checkpoint_dir, self.device))
+                                               self._load_enhancement)
         if self.reference == "frame":
             self._prepare_frame_reference(source, rng)
         else:
             self._prepare_stabiliser(source)
+
+    def _load_enhancement(self) -> Any:
+        """The enhancement networks: the released files found in ``checkpoint_dir``, or the random timing networks."""
+        if self.timing:
+            from .timing import timing_enhancement
+
+            return timing_enhancement(self.device)
+        from .enhance import load_enhancement
+
+        return load_enhancement(self.checkpoint_dir, self.device)
+
+    def _build_stabiliser(self) -> Any:
+        """The stabiliser: ReconNet and the template from the released files, or the random timing ones."""
+        if self.timing:
+            from .timing import timing_stabiliser
+
+            return timing_stabiliser(self.model.dnet, self.model.options["bfm_folder"], self.device)
+        from .stabilise import build_stabiliser
+
+        return build_stabiliser(self.model, self.expression, self.device)
+
+    def _known(self, size: tuple[int, ...], landmarks: np.ndarray | None) -> Any:
+        """With the timing networks, a context in which RetinaFace reports the face of ``landmarks`` for an image of
+        ``size`` (height, width); a context doing nothing otherwise."""
+        if not self.timing or landmarks is None:
+            return contextlib.nullcontext()
+        from .timing import known_face, known_faces
+
+        return known_faces({(int(size[0]), int(size[1])): known_face(landmarks)})
 
     def _box(self, source: SourceTrack, window: np.ndarray) -> tuple[int, int, int, int] | None:
         return face_box(source.landmarks, source.valid, window, source.frame_size, self.pads)
@@ -140,10 +179,9 @@ class VideoReTalkingDubbing(DubbingHooks):
 
     def _prepare_stabiliser(self, source: SourceTrack) -> None:
         from ...media import iter_frames
-        from .stabilise import build_stabiliser
 
         self.stabiliser = self.model.loaded_once(("stabiliser", self.expression, str(self.device)),
-                                                 lambda: build_stabiliser(self.model, self.expression, self.device))
+                                                 self._build_stabiliser)
         height, width = source.frame_size
         with stage("stabilise"):
             self.state = self.stabiliser.analyse(staged("decode", iter_frames(source.path, fps=source.fps)),
@@ -159,7 +197,7 @@ class VideoReTalkingDubbing(DubbingHooks):
         if self.nets is not None and self.nets.gpen is not None:
             from .enhance import enhance_reference
 
-            with stage("reference enhancement"):
+            with stage("reference enhancement"), self._known(face.shape, self.state.landmarks[frame_index]):
                 face = np.ascontiguousarray(enhance_reference(face[..., ::-1], self.nets)[..., ::-1])
         return to_bgr_tensor(crop_face(paste_stabilised(frame, face, self.state), box, (self.size, self.size)))
 
@@ -173,7 +211,7 @@ class VideoReTalkingDubbing(DubbingHooks):
             return None
         original = to_bgr_tensor(crop_face(frame, box, (self.size, self.size)))
         faces = torch.cat([lower_half_masked(original), self._reference(frame, frame_index, box)])
-        return faces, box
+        return faces, PasteInfo(box, source.landmarks[frame_index])
 
     def generate(self, generator: nn.Module, faces: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         mel = audio[:, :, audio.shape[2] // 2].reshape(len(audio), 1, *MEL_SHAPE).to(faces.dtype)
@@ -187,8 +225,8 @@ class VideoReTalkingDubbing(DubbingHooks):
 
     def paste(self, frame: np.ndarray, face: np.ndarray, info: Any) -> np.ndarray:
         """The release's post-processing (module docstring); without ParseNet (or without a detected face) the
-        feathered paste."""
-        box = info
+        feathered paste. ``info``: ``crop``'s ``PasteInfo``, or a bare face box."""
+        box, landmarks = info if isinstance(info, PasteInfo) else (info, None)
         nets = self.nets
         if nets is None or nets.parsenet is None or nets.detector is None:
             return self._feathered(frame, face, box)
@@ -198,14 +236,14 @@ class VideoReTalkingDubbing(DubbingHooks):
         top, bottom, left, right = box
         pasted = paste_feathered(frame, face, box, np.ones((bottom - top, right - left), np.float32))
         if nets.gfpgan is not None:  # GFPGAN on the frame; only its mouth and teeth are kept
-            with stage("frame enhancement"):
+            with stage("frame enhancement"), self._known(frame.shape, landmarks):
                 restored = np.ascontiguousarray(restore_frame(np.ascontiguousarray(pasted[..., ::-1]), nets)[..., ::-1])
             with stage("blend"):
                 mouth = np.zeros(frame.shape[:2], np.float32)
                 mouth[top:bottom, left:right] = mouth_mask(nets.parsenet, restored[top:bottom, left:right],
                                                            channels="rgb")  # {0, 1}, as the release's uint8 cast
                 pasted = self._blend(pasted, restored, mouth, box, 10)
-        with stage("blend"):
+        with stage("blend"), self._known(frame.shape, landmarks):
             blend = face_blend(np.ascontiguousarray(pasted[..., ::-1]), nets, bbox=box)
             if blend is None:  # no face found at 0.9 (the release raises)
                 return self._feathered(frame, face, box)

@@ -76,6 +76,10 @@ class VideoReTalking(TalkingFaceModel):
         self._perceptual: PerceptualLoss | None = None
         if opts["release_dir"]:
             self.load_releases(opts["release_dir"])
+        if bool(opts["timing_networks"]):  # random networks for timing: said at every build (timing.py)
+            from .timing import warn_timing_networks
+
+            warn_timing_networks(opts["checkpoint_dir"])
 
     # ---- releases ------------------------------------------------------------------------------
     def load_releases(self, folder: str | Path) -> list[Path]:
@@ -341,9 +345,14 @@ class VideoReTalking(TalkingFaceModel):
 
     @classmethod
     def benchmark_config(cls, work: Path) -> dict:
-        """One source frame as the reference: the stabilised one needs the released ReconNet, DNet.pt and
-        expression.mat; the enhancement networks run where their files are present (``enhance: auto``)."""
-        return {"videoretalking": {"reference": "frame"}}
+        """The release's dub, every stage run: stabilised references and the whole enhancement chain
+        (``enhance: auto``) with random timing networks in the release's layouts (``timing_networks``: ReconNet, the
+        expression template, GPEN, GFPGAN, ParseNet, RetinaFace reporting the tracked face; the pictures mean
+        nothing) and the synthetic stand-in's align_img template, written into ``work`` once."""
+        from .timing import STANDIN_FOLDER, standin_bfm
+
+        return {"videoretalking": {"reference": "stabilised", "enhance": "auto", "timing_networks": True,
+                                   "bfm_folder": str(standin_bfm(Path(work) / STANDIN_FOLDER))}}
 
     def dubbing_hooks(self, **options: Any) -> VideoReTalkingDubbing:
         known = {option.name for option in VIDEORETALKING_OPTIONS}
