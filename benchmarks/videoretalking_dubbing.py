@@ -30,14 +30,17 @@ the FLOP-counted one) and its best round is kept.
     .venv-test/bin/python benchmarks/videoretalking_dubbing.py            # the default run (~14 min on 2 cores)
     .venv-test/bin/python benchmarks/videoretalking_dubbing.py --quick    # a smoke run (~6 min), not for quoting
 
-The run waits (up to 10 minutes) for the 1-minute load average to fall below ``--wait-load`` (0.7) first. Peak RSS:
-``generate`` on a 10 s and a 60 s 720p video in a child process each (``--rss``, twice: ``--rss-repeats``) with the
-cheap configuration ``CHEAP`` (VmHWM, ``process_memory.peak_rss_mb``); the release's memory is counted from
-``inference.py`` (``official_memory_estimate``) and emulated with its own data structures on the 10 s clip.
+The run waits (up to 10 minutes) for the 1-minute load average to fall below ``--wait-load`` (0.7) first. End to end
+and peak RSS are measured by ``talkingface benchmark``'s own code (``dub_runs``: ``generate`` in a child process, the
+stages the loop and the hooks mark, VmHWM per stage): the whole release dub on ``--e2e-seconds`` of 720p, and a
+10 s and a 60 s 720p video (``--rss``, twice: ``--rss-repeats``) with the cheap configuration ``CHEAP``; the
+release's memory is counted from ``inference.py`` (``official_memory_estimate``) and emulated with its own data
+structures on the 10 s clip.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import itertools
@@ -60,7 +63,9 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "reference_runners"))
-from process_memory import RssSampler, peak_rss_mb  # noqa: E402
+from dub_runs import dub_run, memory_series  # noqa: E402
+from talkingface.profiling import StageRecorder, module_stage  # noqa: E402
+from process_memory import peak_rss_mb  # noqa: E402
 from trainer_overhead import matmul_peak_gflops  # noqa: E402
 from talkingface.benchmark import video as synthetic  # noqa: E402
 from talkingface.benchmark.machine import cpu_model  # noqa: E402,F401  (imported from here by the other benchmarks)
@@ -83,7 +88,6 @@ ANCHOR = {"source": "https://github.com/OpenTalker/video-retalking/issues/22",
 CHEAP = {"lnet": {"base_nc": 8, "max_nc": 64, "num_res_blocks": 1, "descriptor_nc": 32}, "enet": False,
          "reference": "frame", "enhance": "none", "vgg19_weights": "/nonexistent/vgg19.pth"}
 # the end-to-end run with everything on: the release's defaults with the plugin's random timing networks
-FULL = {"reference": "stabilised", "enhance": "auto", "timing_networks": True}
 
 
 # ---- the synthetic 720p talking head ------------------------------------------------------------------------------
@@ -116,32 +120,18 @@ def track(video: Path, config) -> tuple[np.ndarray, np.ndarray, float]:
 
 # ---- timing -------------------------------------------------------------------------------------------------------
 class NetTimer:
-    """Seconds spent inside the forward of each named top-level module (pre/post forward hooks)."""
+    """The named networks' forwards marked as stages (``talkingface.profiling.module_stage``, the measuring of
+    ``talkingface benchmark``) until ``close``; ``measure`` records them with a ``StageRecorder`` (exclusive seconds: a
+    network called inside another's forward is not counted twice)."""
 
     def __init__(self, **modules: nn.Module):
-        self.seconds = dict.fromkeys(modules, 0.0)
-        self._start: dict[str, float] = {}
-        self._handles = []
+        self.names = tuple(modules)
+        self._marks = contextlib.ExitStack()
         for name, module in modules.items():
-            self._handles.append(module.register_forward_pre_hook(self._pre(name)))
-            self._handles.append(module.register_forward_hook(self._post(name)))
-
-    def _pre(self, name):
-        def hook(module, inputs):
-            self._start[name] = time.perf_counter()
-        return hook
-
-    def _post(self, name):
-        def hook(module, inputs, outputs):
-            self.seconds[name] += time.perf_counter() - self._start.pop(name)
-        return hook
-
-    def reset(self) -> None:
-        self.seconds = dict.fromkeys(self.seconds, 0.0)
+            self._marks.enter_context(module_stage(module, name))
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+        self._marks.close()
 
 
 def gflop(fn: Callable[[], Any]) -> float:
@@ -174,10 +164,8 @@ def measure(stage: Stage, first: bool) -> dict:
     frames/s and, with a timer, the seconds per frame inside each timed network."""
     if first and stage.warmup:
         stage.flops = gflop(stage.warm or stage.calls[0]) / (stage.warm_frames or stage.frames_per_call)
-    if stage.timer is not None:
-        stage.timer.reset()
     gc.collect()
-    with torch.no_grad():
+    with torch.no_grad(), StageRecorder(memory=False) as recorder:
         start = time.perf_counter()
         for call in stage.calls:
             call()
@@ -186,7 +174,8 @@ def measure(stage: Stage, first: bool) -> dict:
     row = {"frames": frames, "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 5),
            "gflop_per_frame": round(stage.flops, 2)}
     if stage.timer is not None:
-        row["network_seconds_per_frame"] = {k: round(v / frames, 4) for k, v in stage.timer.seconds.items() if v}
+        row["network_seconds_per_frame"] = {name: round(recorder.stats[name].seconds / frames, 4)
+                                            for name in stage.timer.names if name in recorder.stats}
     return row
 
 
@@ -400,37 +389,6 @@ def official_stages(ctx: dict, frames: int, enet_batch: int) -> tuple[list[Stage
 
 
 # ---- end to end and memory (child processes) ----------------------------------------------------------------------
-def child(spec: dict) -> dict:
-    """A child process: ``generate`` on ``spec['video']``; frames/s, peak RSS, and the sampled peak of the tracking
-    and of the dubbing phase."""
-    torch.set_num_threads(THREADS)
-    import talkingface.dubbing.loop as loop
-    from talkingface.media import probe_video
-
-    work = Path(spec["work"])
-    model = build_model(**({**FULL, "bfm_folder": str(standin_bfm(work / "bfm"))} if spec.get("full")
-                           else spec.get("options", {})))
-    rss_before = peak_rss_mb()
-    sampler = RssSampler()
-    tracking = loop.track_landmarks
-    marks: list[tuple[str, float]] = []
-
-    def track_then_mark(*args, **kwargs):
-        result = tracking(*args, **kwargs)
-        marks.append(("tracking", time.perf_counter()))
-        return result
-
-    loop.track_landmarks = track_then_mark
-    start = time.perf_counter()
-    out = model.generate(Path(spec["video"]), Path(spec["video"]), work / spec["out"], progress=False)
-    seconds = time.perf_counter() - start
-    phases = sampler.stop(marks)
-    frames = probe_video(out).frame_count
-    return {"video_seconds": spec["seconds"], "frames": frames, "seconds": round(seconds, 2),
-            "frames_per_s": round(frames / seconds, 4), "peak_rss_mb": peak_rss_mb(),
-            "peak_rss_mb_before_generate": rss_before, **phases}
-
-
 def official_memory_child(spec: dict) -> dict:
     """The release's per-frame lists of ``inference.py`` for a ``spec['seconds']`` 720p clip, built with the same
     operations (OpenCV decode, ``cvtColor`` copies, the crop as slices, PIL images, ``ff.copy()`` kept alive by the
@@ -609,12 +567,8 @@ def main() -> None:
     parser.add_argument("--no-official", action="store_true")
     parser.add_argument("--wait-load", type=float, default=0.7, help="wait for the 1-min load to fall below this")
     parser.add_argument("--output", default=str(OUTPUT))
-    parser.add_argument("--dub-child", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.dub_child:
-        print(json.dumps(child(json.loads(args.dub_child))))
-        return
     if args.memory_child:
         print(json.dumps(official_memory_child(json.loads(args.memory_child))))
         return
@@ -683,21 +637,17 @@ def run(args, ctx: dict, loads: list[float]) -> dict:
     official = {**official_info, **{name: best(group) for name, group in rows["official"].items()}}
     peak.append(matmul_peak_gflops())
     e2e_video = head_video(work / f"e2e{args.e2e_seconds:g}.mp4", args.e2e_seconds, base)
-    e2e = child_run({"video": str(e2e_video), "seconds": args.e2e_seconds, "work": str(work), "out": "e2e.mp4",
-                     "full": True})
-    e2e.update(configuration="the defaults: reference stabilised (ReconNet + D-Net), GPEN reference enhancement, "
-                             "E-Net around the L-Net (infer_batch 1 on CPU), GFPGAN, ParseNet masks, native blends; "
+    e2e = dub_run("videoretalking", work, e2e_video, {}, THREADS)
+    e2e.update(configuration="talkingface benchmark's offline settings (VideoReTalking.benchmark_config): reference "
+                             "stabilised (ReconNet + D-Net), GPEN reference enhancement, E-Net around the L-Net "
+                             "(infer_batch 1 on CPU), GFPGAN, ParseNet masks, native blends; "
                              "videoretalking.timing_networks: the random networks of the plugin's timing.py, "
-                             "RetinaFace reporting each frame's tracked face (KnownFaceRetinaFace)")
+                             "RetinaFace reporting each frame's tracked face")
     print(json.dumps({"end_to_end": e2e}), flush=True)
-    memory = []
-    for repeat in range(args.rss_repeats):
-        for seconds in args.rss:
-            video = head_video(work / f"rss{seconds:g}.mp4", seconds, base)
-            row = child_run({"video": str(video), "seconds": seconds, "work": str(work), "out": "rss.mp4",
-                             "options": CHEAP})
-            memory.append({"repeat": repeat, **row})
-            print(json.dumps({"peak_rss": memory[-1]}), flush=True)
+    videos = {seconds: head_video(work / f"rss{seconds:g}.mp4", seconds, base) for seconds in args.rss}
+    memory = [{"repeat": repeat, **memory_series("videoretalking", work, videos, {"videoretalking": CHEAP}, THREADS)}
+              for repeat in range(args.rss_repeats)]
+    print(json.dumps({"peak_rss": memory}), flush=True)
     parameters = sum(p.numel() for net in (model.lnet, model.enet, model.dnet, stab.recon, *nets.values())
                      for p in net.parameters())
     official_memory: dict[str, Any] = {"estimate_one_minute": official_memory_estimate(frame_size, 60 * FPS),
@@ -735,7 +685,7 @@ def run(args, ctx: dict, loads: list[float]) -> dict:
         "stages": {"ours": ours, "official": official},
         "table": summary,
         "end_to_end": e2e,
-        "peak_rss_ours_cheap": {"configuration": CHEAP, "runs": memory},
+        "peak_rss_ours_cheap": {"configuration": CHEAP, "repeats": memory},
         "peak_rss_official": official_memory,
         "anchor": ANCHOR,
         "not_measured": NOT_MEASURED,
@@ -760,7 +710,8 @@ NOT_MEASURED = {
 NOTES = ("random weights in the released layouts; ours / official on the same weights and inputs in one process "
          "(torch and OpenCV on 2 threads); frames_per_s = frames / seconds of the timed calls after one warm-up call "
          "(the warm-up is the FLOP-counted call; the official E-Net warms up on batch 1), best over rounds; "
-         "network_seconds_per_frame = time inside each network's forward during the timed calls (forward hooks); "
+         "network_seconds_per_frame = time inside each network's forward during the timed calls (forward hooks "
+         "marking stages: talkingface.profiling.module_stage; exclusive, a network inside another counted once); "
          "share_of_peak = achieved GFLOP/s / the best fp32 matmul rate of the run (4096^3, "
          "trainer_overhead.matmul_peak_gflops); FLOPs count convolutions and matrix products (torch.utils."
          "flop_counter), not grid_sample, FFTs, upfirdn2d's elementwise work or NumPy")
