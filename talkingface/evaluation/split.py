@@ -68,6 +68,17 @@ def build_control_evaluator(config: Any) -> Evaluator | None:
     return Evaluator(names, config, progress=bool(config["progress"]))
 
 
+def evaluation_clips(store: Any, config: Any) -> list[Any]:
+    """The clips of ``evaluate.split`` (the first ``evaluate.max_videos`` when set); an empty split is an error."""
+    opts = config["evaluate"]
+    clips = store.split(opts["split"])
+    if opts["max_videos"] is not None:
+        clips = clips[: int(opts["max_videos"])]
+    if not clips:
+        raise DataError(f"{store.root}: split {opts['split']!r} is empty")
+    return clips
+
+
 def _dub_all(model: Any, clips: Sequence[Any], folder: Path, audio_of: Callable[[Any], Path]) -> list[tuple]:
     """``(name, generated, reference)`` pairs; videos already in ``folder`` are reused (resume)."""
     pairs = []
@@ -90,11 +101,7 @@ def evaluate_split(model: Any, store: Any, config: Any, output_dir: Path, evalua
     evaluators to reuse their loaded networks across checkpoints.
     """
     opts = config["evaluate"]
-    clips = store.split(opts["split"])
-    if opts["max_videos"] is not None:
-        clips = clips[: int(opts["max_videos"])]
-    if not clips:
-        raise DataError(f"{store.root}: split {opts['split']!r} is empty")
+    clips = evaluation_clips(store, config)
     strip_frames = int(opts["strip_frames"])
     if strip_frames < 0:
         raise ConfigError(f"evaluate.strip_frames must be 0 (no strips) or more, got {strip_frames}")

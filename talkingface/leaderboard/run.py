@@ -22,7 +22,7 @@ from ..config import Config, load_config
 from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from ..evaluation.evaluator import EvaluationResult, Evaluator
-from ..evaluation.split import summary_row
+from ..evaluation.split import evaluation_clips, summary_row
 from ..io_utils import atomic_write_json
 from ..media import read_audio, replace_audio
 from ..weights import sha256_of
@@ -83,16 +83,6 @@ def _config(dataset: str, metrics: Sequence[str] | None, config_files: Iterable[
     if metrics:
         overrides["evaluate"] = {**dict(overrides.get("evaluate") or {}), "metrics": list(metrics)}
     return load_config(None, dataset, config_files, None, overrides)
-
-
-def _clips(store: Any, config: Config) -> list[Any]:
-    opts = config["evaluate"]
-    clips = store.split(opts["split"])
-    if opts["max_videos"] is not None:
-        clips = clips[: int(opts["max_videos"])]
-    if not clips:
-        raise DataError(f"{store.root}: split {opts['split']!r} is empty")
-    return clips
 
 
 def _score(evaluator: Evaluator, pairs: list[tuple], resume: Path, references: dict) -> EvaluationResult:
@@ -191,7 +181,7 @@ def leaderboard(dataset: str, entries: Sequence[Entry], out: str | Path, metrics
     out = Path(out)
     speed = SpeedTable.load(speed_files)
     store = preprocess(dataset, config)
-    clips = _clips(store, config)
+    clips = evaluation_clips(store, config)
     progress = bool(config["progress"])
     evaluator = Evaluator(config["evaluate"]["metrics"], config, progress=progress)
     card = protocol_card(dataset, config, clips, evaluator, control_shift)
