@@ -1,10 +1,10 @@
 """``talkingface leaderboard``: every entry dubs (or supplies) the same test clips with the same audio, one evaluator
 scores every video with one protocol, beside the ground truth's own row (the metrics' ceiling) and the ground truth
-with its audio shifted (their chance level).
+played late against its audio and its reference (their chance level).
 
 The output folder is the leaderboard's state: ``protocol.json`` (the card), ``entries/<name>/videos/<clip>.mp4`` (the
 dubs; a video that exists is never dubbed again), ``rows/<name>.jsonl`` (each scored video, reused on a rerun),
-``control/videos`` (the shifted-audio ground truth) and the reports. A rerun into the same folder with the same card
+``control/videos`` (the shifted ground truth) and the reports. A rerun into the same folder with the same card
 adds or updates entries beside the earlier ones; another card is refused with the settings that differ.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation.evaluator import EvaluationResult, Evaluator
 from ..evaluation.split import evaluation_clips, summary_row
 from ..io_utils import atomic_write_json
-from ..media import read_audio, replace_audio
+from ..media import VideoWriter, iter_frames, probe_video, read_audio
 from ..weights import sha256_of
 from .entries import Entry
 from .protocol import check_same_protocol, protocol_card
@@ -38,7 +38,7 @@ BOARD_FILE = "leaderboard.json"
 
 
 def control_label(shift: float) -> str:
-    return f"{GROUND_TRUTH}, audio shifted {shift:g} s"
+    return f"{GROUND_TRUTH} {shift:g} s late"
 
 
 @dataclass
@@ -90,19 +90,32 @@ def _score(evaluator: Evaluator, pairs: list[tuple], resume: Path, references: d
 
 
 def _control_videos(clips: Sequence[Any], folder: Path, shift: float, sample_rate: int) -> dict[str, Path]:
-    """Each clip's ground-truth video (its frames copied, not re-encoded) with its own audio circularly shifted."""
+    """Each clip's ground-truth frames circularly shifted ``shift`` seconds late (its last frames first) under its own
+    audio: a real talking face, at the wrong time against both the audio and the reference frames."""
     out = {}
     for clip in clips:
         target = folder / f"{clip.name}.mp4"
         if not target.is_file():
-            samples = read_audio(clip.audio_path, sample_rate)
-            steps = int(round(shift * sample_rate))
-            if not 0 < steps < len(samples):
-                raise DataError(f"{clip.audio_path}: cannot shift {len(samples) / sample_rate:.2f} s of audio by "
-                                f"{shift} s (--control-shift must be positive and shorter than every clip)")
-            replace_audio(clip.video_path, np.roll(samples, steps), sample_rate, target)
+            shifted_frames(clip.video_path, read_audio(clip.audio_path, sample_rate), sample_rate, shift, target)
         out[clip.name] = target
     return out
+
+
+def shifted_frames(video: Path, audio: np.ndarray, sample_rate: int, shift: float, target: Path) -> Path:
+    """Write ``video``'s frames rolled ``shift`` seconds later (streamed: only the moved tail is held) with ``audio``
+    to ``target``, atomically. The shift must be shorter than the video."""
+    info = probe_video(video)
+    steps = int(round(shift * info.fps))
+    if not 0 < steps < info.frame_count:
+        raise DataError(f"{video}: cannot shift {info.frame_count / info.fps:.2f} s of video by {shift} s "
+                        "(--control-shift must be positive and shorter than every clip)")
+    tail = [frame for index, frame in enumerate(iter_frames(video)) if index >= info.frame_count - steps]
+    with VideoWriter(target, info.fps, audio=audio, sample_rate=sample_rate) as writer:
+        for frame in tail:
+            writer.write(frame)
+        for _, frame in zip(range(info.frame_count - steps), iter_frames(video)):
+            writer.write(frame)
+    return target
 
 
 class EntryDubber:
@@ -201,7 +214,8 @@ def leaderboard(dataset: str, entries: Sequence[Entry], out: str | Path, metrics
     if control_shift is not None:
         videos = _control_videos(clips, out / "control" / "videos", control_shift,
                                  int(config["preprocess"]["sample_rate"]))
-        rows.append(_row(control_label(control_shift), "control", "the ground truth with its own audio shifted",
+        rows.append(_row(control_label(control_shift), "control",
+                         f"the ground truth's frames circularly shifted {control_shift:g} s against its audio",
                          _score(evaluator, pairs(videos), out / "rows" / "control.jsonl", references), videos))
     for entry in entries:
         if entry.dubbed_here:

@@ -61,6 +61,7 @@ class SpeedTable:
     def note(self) -> str | None:
         if not self.runs:
             return None
-        machine = self.runs[0].get("machine", {})
+        run = self.runs[0]
+        machine, size = run.get("machine", {}), run.get("size") or ["?", "?"]
         return (f"frames/s: talkingface benchmark ({', '.join(self.files)}) on {machine.get('device_name')}, "
-                f"{machine.get('torch_threads')} threads, end to end at the benchmark's video size")
+                f"{machine.get('torch_threads')} threads, end to end at {size[0]}x{size[1]}")

@@ -1,5 +1,5 @@
 """Video and audio decoding and encoding (PyAV)."""
 from .audio import read_audio, write_wav
-from .video import VideoInfo, VideoWriter, iter_frames, probe_video, read_frames, replace_audio
+from .video import VideoInfo, VideoWriter, iter_frames, probe_video, read_frames
 
-__all__ = ["VideoInfo", "VideoWriter", "iter_frames", "probe_video", "read_audio", "read_frames", "replace_audio", "write_wav"]
+__all__ = ["VideoInfo", "VideoWriter", "iter_frames", "probe_video", "read_audio", "read_frames", "write_wav"]

@@ -272,30 +272,3 @@ class VideoWriter:
         finally:
             self._container = self._stream = self._audio_stream = None
 
-
-def replace_audio(video: str | Path, samples: np.ndarray, sample_rate: int, out: str | Path) -> Path:
-    """``video``'s video stream, packets copied unchanged (the same decoded frames), with ``samples`` (mono float32)
-    as its only audio track, written atomically to ``out``."""
-    video, out = Path(video), Path(out)
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    with _open(video) as source:
-        if not source.streams.video:
-            raise MediaError(f"{video}: no video stream")
-        with atomic_path(out) as tmp, av.open(str(tmp), mode="w", format="mp4") as target:
-            stream_in = source.streams.video[0]
-            stream_out = target.add_stream_from_template(stream_in)
-            audio = target.add_stream("aac", rate=sample_rate, layout="mono")
-            for packet in source.demux(stream_in):
-                if packet.dts is None:
-                    continue
-                packet.stream = stream_out
-                target.mux(packet)
-            for start in range(0, len(samples), 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, start:start + 1024]),
-                                                   format="fltp", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
-                for packet in audio.encode(frame):
-                    target.mux(packet)
-            for packet in audio.encode(None):
-                target.mux(packet)
-    return out
