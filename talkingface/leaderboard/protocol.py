@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..config import Config
 from ..errors import ConfigError
 from ..evaluation.evaluator import Evaluator
 from ..weights import sha256_of
@@ -43,12 +44,12 @@ def weight_digests(evaluator: Evaluator) -> dict[str, str]:
     return out
 
 
-def protocol_card(dataset: str, config: Mapping, clips: Sequence[Any], evaluator: Evaluator,
+def protocol_card(dataset: str, config: Config, clips: Sequence[Any], evaluator: Evaluator,
                   control_shift: float | None) -> dict[str, Any]:
     """The card of a leaderboard over ``clips`` of ``dataset`` scored by ``evaluator`` (module docstring)."""
     from .. import __version__
 
-    plain = config.to_dict() if hasattr(config, "to_dict") else json.loads(json.dumps(config, default=dict))
+    plain = config.to_dict()
     backend = plain["preprocess"]["face_backend"]
     sizes = sorted({"{1}x{0}".format(*clip.frame_size()) for clip in clips})
     return {

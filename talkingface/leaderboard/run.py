@@ -125,7 +125,6 @@ class EntryDubber:
     def __init__(self, entry: Entry, device: str, progress: bool):
         self.entry, self.device, self.progress = entry, device, progress
         self._model: Any = None
-        self.dubbed: list[str] = []
 
     def model(self) -> Any:
         if self._model is None:
@@ -145,7 +144,6 @@ class EntryDubber:
                 logger.info("%s: dubbing %s", self.entry.label, clip.name)
                 with torch.no_grad():
                     self.model().generate(clip.video_path, clip.audio_path, target, **self.entry.options)
-                self.dubbed.append(clip.name)
             out[clip.name] = target
         return out
 
